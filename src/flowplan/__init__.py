@@ -1,0 +1,115 @@
+"""flowplan: typed DAGs of Python functions, planned, executed and resumed from snapshots.
+
+The core: ``task`` → :class:`TaskSpec` → :class:`TaskGraph` → :func:`plan` → :func:`execute` /
+:func:`aexecute` → :class:`Snapshot`; resume is ``execute(plan(graph, snapshot))``.
+flowing's API lives here too (:class:`Flow`, :class:`StepState`, :class:`StepResult`,
+:func:`clear_registry`), so ``import flowplan as flowing`` runs flowing programs; flowrun's API
+is :mod:`flowplan.engine`.
+"""
+
+from flowplan.attempt import AttemptContext, current_attempt
+from flowplan.decorators import task
+from flowplan.errors import (
+    CycleError,
+    DefinitionError,
+    DetachedDependencyError,
+    DuplicateTaskError,
+    FlowplanError,
+    GraphValidationError,
+    InvalidOptionError,
+    RetryUntilError,
+    SerializationError,
+    SignatureMismatchError,
+    StoreError,
+    TaskFailedError,
+    TaskTimeoutError,
+    UnknownTaskError,
+)
+from flowplan.events import (
+    Event,
+    RunFinished,
+    RunStarted,
+    TaskCancelled,
+    TaskEvent,
+    TaskFailed,
+    TaskReleased,
+    TaskRetrying,
+    TaskReused,
+    TaskSkipped,
+    TaskStarted,
+    TaskSucceeded,
+    TaskTimedOut,
+)
+from flowplan.executors import InlineExecutor
+from flowplan.graph import TaskGraph
+from flowplan.hooks import CallbackHook, Hook, RecordingHook, StructlogHook
+from flowplan.interpreter import aexecute, execute
+from flowplan.plan import Action, Decision, Plan, plan
+from flowplan.policies import RetryPolicy
+from flowplan.registry import Registry, active_registry, clear_registry, default_registry
+from flowplan.snapshot import ErrorInfo, Snapshot, TaskRecord, TaskStatus
+from flowplan.spec import Dependency, TaskSpec
+from flowplan.store import JsonSerializer, MemoryStore, PickleSerializer, StateStore
+from flowplan.transitions import advance, fold
+
+__all__ = [
+    "Action",
+    "AttemptContext",
+    "CallbackHook",
+    "CycleError",
+    "Decision",
+    "DefinitionError",
+    "Dependency",
+    "DetachedDependencyError",
+    "DuplicateTaskError",
+    "ErrorInfo",
+    "Event",
+    "FlowplanError",
+    "GraphValidationError",
+    "Hook",
+    "InlineExecutor",
+    "InvalidOptionError",
+    "JsonSerializer",
+    "MemoryStore",
+    "PickleSerializer",
+    "Plan",
+    "RecordingHook",
+    "Registry",
+    "RetryPolicy",
+    "RetryUntilError",
+    "RunFinished",
+    "RunStarted",
+    "SerializationError",
+    "SignatureMismatchError",
+    "Snapshot",
+    "StateStore",
+    "StoreError",
+    "StructlogHook",
+    "TaskCancelled",
+    "TaskEvent",
+    "TaskFailed",
+    "TaskFailedError",
+    "TaskGraph",
+    "TaskRecord",
+    "TaskReleased",
+    "TaskRetrying",
+    "TaskReused",
+    "TaskSkipped",
+    "TaskSpec",
+    "TaskStarted",
+    "TaskStatus",
+    "TaskSucceeded",
+    "TaskTimedOut",
+    "TaskTimeoutError",
+    "UnknownTaskError",
+    "active_registry",
+    "advance",
+    "aexecute",
+    "clear_registry",
+    "current_attempt",
+    "default_registry",
+    "execute",
+    "fold",
+    "plan",
+    "task",
+]

@@ -1,0 +1,338 @@
+"""One task's control flow as a generator: gates, attempts, retries, backoff.
+
+Place in the data flow: inside the interpreter. :func:`task_program` encodes flowing's
+evaluation order — dependencies → ``when`` → ``validate`` → attempts (``retry_until``, backoff) —
+once, as a generator that yields *requests*: an event to emit, an attempt to :class:`Call`, or a
+:class:`Sleep`. Drivers (sync thread, asyncio) fulfil requests; the program never touches
+threads, clocks or I/O itself, so every driver shares the same semantics.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import threading
+import time
+from collections.abc import Callable, Generator, Mapping
+from typing import Any
+
+import attrs
+
+from flowplan.attempt import AttemptContext, _current
+from flowplan.errors import RetryUntilError, TaskTimeoutError
+from flowplan.events import (
+    TaskFailed,
+    TaskRetrying,
+    TaskSkipped,
+    TaskStarted,
+    TaskSucceeded,
+    TaskTimedOut,
+)
+from flowplan.snapshot import ErrorInfo
+from flowplan.spec import TaskSpec
+
+__all__ = [
+    "Call",
+    "Outcome",
+    "Raised",
+    "Request",
+    "Returned",
+    "Sleep",
+    "TimedOut",
+    "acall",
+    "call",
+    "task_program",
+]
+
+
+@attrs.frozen
+class Call:
+    """Request: run attempt ``attempt`` of the task body."""
+
+    attempt: int
+
+
+@attrs.frozen
+class Sleep:
+    """Request: wait ``seconds`` (retry backoff)."""
+
+    seconds: float
+
+
+@attrs.frozen
+class Returned:
+    """Outcome: the body returned ``value``."""
+
+    value: Any
+    duration_ms: float
+
+
+@attrs.frozen
+class Raised:
+    """Outcome: the body raised ``error``."""
+
+    error: BaseException
+    duration_ms: float
+
+
+@attrs.frozen
+class TimedOut:
+    """Outcome: the attempt exceeded its timeout and was abandoned."""
+
+    duration_ms: float
+
+
+Outcome = Returned | Raised | TimedOut
+Request = (
+    Call
+    | Sleep
+    | TaskStarted
+    | TaskSucceeded
+    | TaskFailed
+    | TaskRetrying
+    | TaskSkipped
+    | TaskTimedOut
+)
+Program = Generator[Request, Outcome | None, None]
+
+
+def task_program(
+    spec: TaskSpec[..., Any],
+    gate_kwargs: Mapping[str, Any],
+    *,
+    run_id: str,
+    step_key: str | None,
+    clock: Callable[[], float],
+) -> Program:
+    """Yield the requests of one task's life; receive each :class:`Call`'s outcome."""
+    name = spec.name
+    for option, gate in (("when", spec.when), ("validate", spec.validate)):
+        if gate is None:
+            continue
+        try:
+            verdict = gate(**gate_kwargs)
+        except Exception as exc:
+            reason = f"{option}() raised {type(exc).__name__}: {exc}"
+            info = ErrorInfo.from_exception(exc, kind=option)
+            yield TaskFailed(run_id, clock(), name, 0, info, reason)
+            return
+        if option == "when" and not verdict:
+            yield TaskSkipped(run_id, clock(), name, "when() returned a falsy value", name)
+            return
+    policy = spec.retry
+    max_attempts = policy.max_attempts
+    for attempt in range(1, max_attempts + 1):
+        yield TaskStarted(run_id, clock(), name, attempt)
+        outcome = yield Call(attempt)
+        assert outcome is not None
+        if isinstance(outcome, Returned):
+            value = outcome.value
+            if spec.retry_until is None:
+                yield TaskSucceeded(
+                    run_id, clock(), name, attempt, value, outcome.duration_ms, step_key
+                )
+                return
+            try:
+                accepted = spec.retry_until(value)
+            except Exception as exc:
+                info = ErrorInfo.from_exception(exc, kind="retry_until")
+                reason = f"retry_until() raised {type(exc).__name__}: {exc}"
+                yield TaskFailed(
+                    run_id, clock(), name, attempt, info, reason, outcome.duration_ms, value, True
+                )
+                return
+            if accepted:
+                yield TaskSucceeded(
+                    run_id, clock(), name, attempt, value, outcome.duration_ms, step_key
+                )
+                return
+            error = ErrorInfo.from_exception(
+                RetryUntilError(name, attempt, max_attempts), kind="retry_until"
+            )
+            if attempt == max_attempts:
+                reason = f"retry_until() stayed falsy for all {max_attempts} attempt(s)"
+                yield TaskFailed(
+                    run_id, clock(), name, attempt, error, reason, outcome.duration_ms, value, True
+                )
+                return
+        elif isinstance(outcome, TimedOut):
+            timeout = spec.timeout_s or 0.0
+            yield TaskTimedOut(run_id, clock(), name, attempt, timeout)
+            error = ErrorInfo.from_exception(
+                TaskTimeoutError(name, timeout, attempt), kind="timeout"
+            )
+            if attempt == max_attempts:
+                reason = f"timed out after {timeout:g}s on attempt {attempt}/{max_attempts}"
+                yield TaskFailed(run_id, clock(), name, attempt, error, reason, outcome.duration_ms)
+                return
+        else:
+            raised = outcome.error
+            if not isinstance(raised, Exception):  # KeyboardInterrupt, SystemExit: stop the run
+                info = ErrorInfo.from_exception(raised, kind="interrupted")
+                reason = f"interrupted by {type(raised).__name__}"
+                yield TaskFailed(
+                    run_id, clock(), name, attempt, info, reason, outcome.duration_ms, fatal=True
+                )
+                return
+            error = ErrorInfo.from_exception(raised)
+            if attempt == max_attempts:
+                reason = f"raised {type(raised).__name__} on attempt {attempt}/{max_attempts}"
+                yield TaskFailed(run_id, clock(), name, attempt, error, reason, outcome.duration_ms)
+                return
+        delay = policy.delay_s(attempt, task=name, seed=run_id)
+        yield TaskRetrying(run_id, clock(), name, attempt, error, delay, outcome.duration_ms)
+        if delay > 0:
+            yield Sleep(delay)
+
+
+def _context(spec: TaskSpec[..., Any], run_id: str, attempt: int) -> AttemptContext:
+    timeout = spec.timeout_s
+    deadline = None if timeout is None else time.monotonic() + timeout
+    return AttemptContext(run_id, spec.name, attempt, deadline, timeout)
+
+
+def _run_coroutine(spec: TaskSpec[..., Any], kwargs: Mapping[str, Any]) -> Any:
+    """Await an ``async def`` body from synchronous code, cancelling it on timeout."""
+
+    async def main() -> Any:
+        task = asyncio.ensure_future(spec.fn(**kwargs))
+        done, _ = await asyncio.wait({task}, timeout=spec.timeout_s)
+        if not done:
+            task.cancel()
+            await asyncio.wait({task})
+            raise _AttemptTimeoutError
+        return task.result()
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(main())
+    box: list[tuple[bool, Any]] = []  # a loop already runs in this thread: use another one
+    ctx = contextvars.copy_context()
+    thread = threading.Thread(
+        target=lambda: box.append(_capture(lambda: ctx.run(asyncio.run, main()))), daemon=True
+    )
+    thread.start()
+    thread.join()
+    ok, result = box[0]
+    if ok:
+        return result
+    raise result
+
+
+class _AttemptTimeoutError(Exception):
+    """Internal: a framework timeout, told apart from the task's own ``TimeoutError``."""
+
+
+def _capture(fn: Callable[[], Any]) -> tuple[bool, Any]:
+    try:
+        return True, fn()
+    except BaseException as exc:
+        return False, exc
+
+
+def call(spec: TaskSpec[..., Any], kwargs: Mapping[str, Any], run_id: str, attempt: int) -> Outcome:
+    """Run one attempt synchronously; sync bodies with a timeout run on a daemon thread."""
+    ctx = _context(spec, run_id, attempt)
+    start = time.perf_counter()
+    if spec.is_async or spec.timeout_s is None:
+        token = _current.set(ctx)
+        try:
+            value = _run_coroutine(spec, kwargs) if spec.is_async else spec.fn(**kwargs)
+        except _AttemptTimeoutError:
+            ctx.cancel()
+            return TimedOut((time.perf_counter() - start) * 1000)
+        except BaseException as exc:
+            return Raised(exc, (time.perf_counter() - start) * 1000)
+        finally:
+            _current.reset(token)
+        return Returned(value, (time.perf_counter() - start) * 1000)
+    done, box = _start_daemon_attempt(spec, kwargs, ctx)
+    if not done.wait(spec.timeout_s):
+        ctx.cancel()
+        return TimedOut((time.perf_counter() - start) * 1000)
+    return _outcome(box[0], start)
+
+
+def _outcome(result: tuple[bool, Any], start: float) -> Outcome:
+    ok, value = result
+    duration = (time.perf_counter() - start) * 1000
+    return Returned(value, duration) if ok else Raised(value, duration)
+
+
+def _start_daemon_attempt(
+    spec: TaskSpec[..., Any],
+    kwargs: Mapping[str, Any],
+    ctx: AttemptContext,
+    on_done: Callable[[], object] | None = None,
+) -> tuple[threading.Event, list[tuple[bool, Any]]]:
+    """Start a sync attempt on a daemon thread (it never blocks process exit)."""
+    done = threading.Event()
+    box: list[tuple[bool, Any]] = []
+    context = contextvars.copy_context()
+
+    def target() -> None:
+        _current.set(ctx)
+        box.append(_capture(lambda: spec.fn(**kwargs)))
+        done.set()
+        if on_done is not None:
+            on_done()
+
+    thread = threading.Thread(
+        target=context.run,
+        args=(target,),
+        name=f"flowplan:{spec.name}:attempt-{ctx.attempt}",
+        daemon=True,
+    )
+    thread.start()
+    return done, box
+
+
+async def acall(
+    spec: TaskSpec[..., Any],
+    kwargs: Mapping[str, Any],
+    run_id: str,
+    attempt: int,
+    run_sync: Callable[[Callable[[], Outcome]], Any],
+) -> Outcome:
+    """Run one attempt from asyncio: coroutines natively, sync bodies via ``run_sync``."""
+    ctx = _context(spec, run_id, attempt)
+    start = time.perf_counter()
+    if spec.is_async:
+        token = _current.set(ctx)
+        try:
+            task = asyncio.ensure_future(spec.fn(**kwargs))
+        finally:
+            _current.reset(token)
+        done, _ = await asyncio.wait({task}, timeout=spec.timeout_s)
+        if not done:
+            ctx.cancel()
+            task.cancel()
+            await asyncio.wait({task})
+            return TimedOut((time.perf_counter() - start) * 1000)
+        exc = task.exception()
+        if exc is not None:
+            return Raised(exc, (time.perf_counter() - start) * 1000)
+        return Returned(task.result(), (time.perf_counter() - start) * 1000)
+    if spec.timeout_s is None:
+        outcome: Outcome = await run_sync(lambda: call(spec, kwargs, run_id, attempt))
+        return outcome
+    loop = asyncio.get_running_loop()
+    waiter: asyncio.Future[None] = loop.create_future()
+
+    def resolve() -> None:
+        if not waiter.done():
+            waiter.set_result(None)
+
+    def wake() -> None:
+        with contextlib.suppress(RuntimeError):  # the loop closed while an abandoned attempt ran
+            loop.call_soon_threadsafe(resolve)
+
+    _, box = _start_daemon_attempt(spec, kwargs, ctx, on_done=wake)
+    try:
+        await asyncio.wait_for(asyncio.shield(waiter), spec.timeout_s)
+    except TimeoutError:
+        ctx.cancel()
+        return TimedOut((time.perf_counter() - start) * 1000)
+    return _outcome(box[0], start)

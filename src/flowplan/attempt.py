@@ -1,0 +1,74 @@
+"""The running attempt's context: cooperative cancellation and deadlines for task bodies.
+
+Place in the data flow: set by the interpreter around each attempt; read by task code.
+A timed-out synchronous attempt cannot be killed on a thread; it is abandoned and its context
+is cancelled, so long-running bodies can check :func:`current_attempt` and stop early.
+
+>>> current_attempt() is None  # outside a task
+True
+"""
+
+from __future__ import annotations
+
+import contextvars
+import threading
+import time
+
+import attrs
+
+from flowplan.errors import TaskTimeoutError
+
+__all__ = ["AttemptContext", "current_attempt"]
+
+
+@attrs.frozen
+class AttemptContext:
+    """What a task body may know about its own attempt.
+
+    Attributes:
+        run_id: the run's id.
+        task: the task's name.
+        attempt: the attempt number (1-based).
+        deadline: ``time.monotonic()`` value after which the attempt is abandoned, or ``None``.
+    """
+
+    run_id: str
+    task: str
+    attempt: int
+    deadline: float | None = None
+    timeout_s: float | None = None
+    _cancel: threading.Event = attrs.field(factory=threading.Event, repr=False, alias="_cancel")
+
+    @property
+    def cancelled(self) -> bool:
+        """Whether the attempt was abandoned (timed out or the run stopped)."""
+        return self._cancel.is_set()
+
+    def cancel(self) -> None:
+        """Signal the body to stop (the interpreter calls this on timeout)."""
+        self._cancel.set()
+
+    def remaining_s(self) -> float | None:
+        """Seconds left before the deadline (never negative), or ``None`` without a timeout."""
+        if self.deadline is None:
+            return None
+        return max(0.0, self.deadline - time.monotonic())
+
+    def wait(self, seconds: float) -> bool:
+        """Sleep up to ``seconds``, waking early if cancelled; return whether it was cancelled."""
+        return self._cancel.wait(seconds)
+
+    def raise_if_cancelled(self) -> None:
+        """Raise :class:`~flowplan.errors.TaskTimeoutError` if the attempt was abandoned."""
+        if self._cancel.is_set():
+            raise TaskTimeoutError(self.task, self.timeout_s or 0.0, self.attempt)
+
+
+_current: contextvars.ContextVar[AttemptContext | None] = contextvars.ContextVar(
+    "flowplan_current_attempt", default=None
+)
+
+
+def current_attempt() -> AttemptContext | None:
+    """The context of the attempt running in this thread or task, or ``None`` outside one."""
+    return _current.get()

@@ -1,0 +1,205 @@
+"""Every error flowplan raises, under one root: :class:`FlowplanError`.
+
+Place in the data flow: the lowest layer. Every other module imports from here, and this module
+imports nothing of flowplan's. Each error also subclasses the builtin that fits it
+(``CycleError`` is a ``ValueError``, ``UnknownTaskError`` a ``LookupError``), so callers that
+catch builtins keep working, and each carries its data as attributes for programs to read.
+Validation problems found while building a graph are reported together in one
+:class:`GraphValidationError` (an ``ExceptionGroup``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+__all__ = [
+    "CycleError",
+    "DefinitionError",
+    "DetachedDependencyError",
+    "DuplicateTaskError",
+    "FlowplanError",
+    "GraphValidationError",
+    "InvalidOptionError",
+    "RetryUntilError",
+    "SerializationError",
+    "SignatureMismatchError",
+    "StoreError",
+    "TaskFailedError",
+    "TaskTimeoutError",
+    "UnknownTaskError",
+]
+
+
+class FlowplanError(Exception):
+    """The root of every error flowplan raises on purpose."""
+
+
+class DefinitionError(FlowplanError, ValueError):
+    """A task or graph definition is malformed (raised before anything runs).
+
+    Attributes:
+        task: the task the problem belongs to, or ``None`` for graph-wide problems.
+    """
+
+    def __init__(self, message: str, *, task: str | None = None) -> None:
+        super().__init__(message)
+        self.task = task
+
+
+class InvalidOptionError(DefinitionError):
+    """A task, policy or executor option has a value outside its domain.
+
+    Attributes:
+        option: the option's name, e.g. ``"retry"``.
+        value: the value that was given.
+    """
+
+    def __init__(
+        self, message: str, *, option: str, value: object, task: str | None = None
+    ) -> None:
+        super().__init__(message, task=task)
+        self.option = option
+        self.value = value
+
+
+class DuplicateTaskError(DefinitionError):
+    """Two different tasks share one name in the same graph."""
+
+
+class UnknownTaskError(DefinitionError, LookupError):
+    """A name refers to no task (a dependency, a target, a rerun request, a lookup).
+
+    Attributes:
+        name: the unknown name.
+        known: the names that do exist, sorted.
+        suggestion: the closest known name, if any is close.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        name: str,
+        known: Sequence[str] = (),
+        suggestion: str | None = None,
+        task: str | None = None,
+    ) -> None:
+        super().__init__(message, task=task)
+        self.name = name
+        self.known = tuple(known)
+        self.suggestion = suggestion
+
+    def __str__(self) -> str:
+        # LookupError/KeyError would quote the message; keep it readable.
+        return str(self.args[0])
+
+
+class CycleError(DefinitionError):
+    """The dependencies form a cycle.
+
+    Attributes:
+        cycle: the task names along the cycle, first name repeated at the end.
+    """
+
+    def __init__(self, message: str, *, cycle: Sequence[str]) -> None:
+        super().__init__(message, task=cycle[0] if cycle else None)
+        self.cycle = tuple(cycle)
+
+
+class DetachedDependencyError(DefinitionError):
+    """A main (non-detached) task depends on a detached task, which runs only after the main DAG."""
+
+
+class SignatureMismatchError(DefinitionError, TypeError):
+    """A function or gate cannot receive the values the graph would pass it, or vice versa."""
+
+
+class GraphValidationError(FlowplanError, ExceptionGroup[DefinitionError], ValueError):
+    """Every problem found while building a graph, reported together.
+
+    It is a ``ValueError`` (as each problem is), so ``except ValueError`` catches it; iterate
+    ``.exceptions`` for the individual :class:`DefinitionError` values, or use ``except*``.
+    """
+
+    def __new__(cls, message: str, exceptions: Sequence[DefinitionError]) -> GraphValidationError:
+        return super().__new__(cls, message, exceptions)
+
+    def derive(self, excs: Sequence[DefinitionError]) -> GraphValidationError:  # type: ignore[override]
+        return GraphValidationError(self.message, excs)
+
+    def __str__(self) -> str:
+        lines = [f"{self.message} ({len(self.exceptions)} problem(s)):"]
+        lines.extend(f"  - {exc}" for exc in self.exceptions)
+        return "\n".join(lines)
+
+
+class TaskTimeoutError(FlowplanError, TimeoutError):
+    """An attempt ran longer than its task's ``timeout_s`` (a framework timeout).
+
+    A task that raises ``TimeoutError`` itself is reported with its own error, not this one.
+
+    Attributes:
+        task: the task's name.
+        timeout_s: the limit that was exceeded.
+        attempt: the attempt number (1-based).
+    """
+
+    def __init__(self, task: str, timeout_s: float, attempt: int) -> None:
+        super().__init__(
+            f"task {task!r} attempt {attempt} exceeded its timeout of {timeout_s:g}s; "
+            "the attempt was abandoned (raise timeout_s or make the task faster)"
+        )
+        self.task = task
+        self.timeout_s = timeout_s
+        self.attempt = attempt
+
+
+class TaskFailedError(FlowplanError, RuntimeError):
+    """A value was asked of a task that did not succeed.
+
+    Attributes:
+        task: the task's name.
+        status: the task's recorded status, as text.
+    """
+
+    def __init__(self, message: str, *, task: str, status: str) -> None:
+        super().__init__(message)
+        self.task = task
+        self.status = status
+
+
+class RetryUntilError(FlowplanError, ValueError):
+    """A task's ``retry_until`` predicate was falsy for an attempt's value.
+
+    Attributes:
+        task: the task's name.
+        attempt: the attempt whose value was rejected.
+        max_attempts: the attempt budget.
+    """
+
+    def __init__(self, task: str, attempt: int, max_attempts: int) -> None:
+        super().__init__(
+            f"retry_until predicate returned False (attempt {attempt}/{max_attempts}) for task "
+            f"{task!r}; raise retry= for more attempts or relax the predicate"
+        )
+        self.task = task
+        self.attempt = attempt
+        self.max_attempts = max_attempts
+
+
+class SerializationError(FlowplanError, ValueError):
+    """A value cannot be encoded or decoded by a store's serializer.
+
+    Attributes:
+        value_type: the qualified type name of the offending value (or ``"bytes"`` on decode).
+        path: where in the value the problem is, e.g. ``$[2]["items"]``.
+    """
+
+    def __init__(self, message: str, *, value_type: str = "", path: str = "$") -> None:
+        super().__init__(message)
+        self.value_type = value_type
+        self.path = path
+
+
+class StoreError(FlowplanError, RuntimeError):
+    """A state store cannot be opened, read or written (corrupt file, newer schema, I/O)."""

@@ -1,0 +1,403 @@
+"""Task graphs: specs → a validated, frozen DAG.
+
+Place in the data flow: spec → **graph** → plan → interpreter → snapshot. This is the only place
+cross-task facts are checked — duplicate names, missing dependencies (with "did you mean"),
+cycles (with the cycle's path), main tasks depending on detached ones, dependencies no parameter
+receives, required parameters nothing supplies, gate signatures — and every problem is reported
+at once in a :class:`~flowplan.errors.GraphValidationError`. Order is deterministic (declaration
+order, names as tie-break) and every walk is iterative, so a 100,000-deep chain is fine.
+"""
+
+from __future__ import annotations
+
+import heapq
+import inspect
+from collections.abc import Iterable, Mapping
+from types import MappingProxyType
+from typing import Any
+
+import attrs
+import networkx as nx
+
+from flowplan._suggest import did_you_mean
+from flowplan.errors import (
+    CycleError,
+    DefinitionError,
+    DetachedDependencyError,
+    DuplicateTaskError,
+    GraphValidationError,
+    SignatureMismatchError,
+    UnknownTaskError,
+)
+from flowplan.registry import Registry, default_registry
+from flowplan.spec import TaskSpec
+
+__all__ = ["TaskGraph"]
+
+_KEYWORD_KINDS = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+
+
+def _describe(spec: TaskSpec[..., Any]) -> str:
+    fn = spec.fn
+    module = getattr(fn, "__module__", "?")
+    qualname = getattr(fn, "__qualname__", repr(fn))
+    return f"{module}.{qualname}"
+
+
+def _check_function(spec: TaskSpec[..., Any], problems: list[DefinitionError]) -> tuple[str, ...]:
+    """Check that ``spec.fn`` can receive what the graph passes; return the injected deps."""
+    params = spec.signature.parameters
+    has_var_kw = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    keyword_params = {n for n, p in params.items() if p.kind in _KEYWORD_KINDS}
+    supplied: set[str] = set()
+    injected: list[str] = []
+    for special, what in ((spec.upstream_param, "upstream"), (spec.context_param, "context")):
+        if special is None:
+            continue
+        if special not in keyword_params and not has_var_kw:
+            problems.append(
+                SignatureMismatchError(
+                    f"task {spec.name!r}: its {what} parameter {special!r} is not a keyword "
+                    f"parameter of {_describe(spec)}; rename the parameter or drop the option",
+                    task=spec.name,
+                )
+            )
+        supplied.add(special)
+    if spec.upstream_param is None:
+        for dep in spec.deps:
+            if dep.name in keyword_params or has_var_kw:
+                injected.append(dep.name)
+                supplied.add(dep.name)
+            elif dep.name in params:
+                problems.append(
+                    SignatureMismatchError(
+                        f"task {spec.name!r}: dependency {dep.name!r} is received by a "
+                        "positional-only parameter; make it a normal parameter (remove the '/')",
+                        task=spec.name,
+                    )
+                )
+            elif not dep.ordering_only:
+                unused = sorted(keyword_params - {d.name for d in spec.deps})
+                hint, _ = did_you_mean(dep.name, unused) if unused else ("", None)
+                hint = f" ({hint})" if unused and "did you mean" in hint else ""
+                problems.append(
+                    SignatureMismatchError(
+                        f"task {spec.name!r} depends on {dep.name!r}, but {_describe(spec)} has "
+                        f"no parameter {dep.name!r} to receive its value{hint}; add a parameter "
+                        f"named {dep.name!r} or `**kwargs`",
+                        task=spec.name,
+                    )
+                )
+    for pname, param in params.items():
+        required = param.default is inspect.Parameter.empty
+        if param.kind in _KEYWORD_KINDS and required and pname not in supplied:
+            hint, _ = did_you_mean(pname, spec.dep_names) if spec.deps else ("", None)
+            hint = f" ({hint})" if spec.deps and "did you mean" in hint else ""
+            problems.append(
+                SignatureMismatchError(
+                    f"task {spec.name!r}: required parameter {pname!r} of {_describe(spec)} is "
+                    f"supplied by nothing{hint}; add a task named {pname!r} to its dependencies "
+                    "or give the parameter a default",
+                    task=spec.name,
+                )
+            )
+        elif param.kind is inspect.Parameter.POSITIONAL_ONLY and required:
+            problems.append(
+                SignatureMismatchError(
+                    f"task {spec.name!r}: positional-only parameter {pname!r} cannot be "
+                    "supplied (dependencies arrive as keywords); remove the '/' or add a default",
+                    task=spec.name,
+                )
+            )
+    return tuple(injected)
+
+
+def _check_gates(spec: TaskSpec[..., Any], problems: list[DefinitionError]) -> None:
+    dep_kwargs = dict.fromkeys(spec.dep_names)
+    gates: tuple[tuple[str, Any, tuple[Any, ...], dict[str, None]], ...] = (
+        ("when", spec.when, (), dep_kwargs),
+        ("validate", spec.validate, (), dep_kwargs),
+        ("retry_until", spec.retry_until, (None,), {}),
+    )
+    for option, gate, args, kwargs in gates:
+        if gate is None:
+            continue
+        try:
+            sig = inspect.signature(gate)
+        except (TypeError, ValueError):  # builtins without a signature: checked when called
+            continue
+        try:
+            sig.bind(*args, **kwargs)
+        except TypeError as exc:
+            expected = (
+                "one positional argument (the task's value)"
+                if option == "retry_until"
+                else "keyword arguments " + (", ".join(spec.dep_names) or "(none)")
+            )
+            problems.append(
+                SignatureMismatchError(
+                    f"task {spec.name!r}: its {option}= callable cannot receive {expected}: "
+                    f"{exc}; found signature {option}{sig}. Fix: accept the values by name "
+                    "or with `**kwargs`",
+                    task=spec.name,
+                )
+            )
+
+
+def _find_cycle(remaining: Iterable[str], preds: Mapping[str, tuple[str, ...]]) -> list[str]:
+    sub: nx.DiGraph[str] = nx.DiGraph()
+    nodes = set(remaining)
+    for name in nodes:
+        sub.add_edges_from((dep, name) for dep in preds[name] if dep in nodes)
+    edges = nx.find_cycle(sub)
+    path = [edges[0][0]] + [v for _, v in edges]
+    return [str(node) for node in path]
+
+
+@attrs.frozen(eq=False)
+class TaskGraph:
+    """A validated DAG of task specs. Immutable; build with :meth:`build` or :meth:`from_terminals`.
+
+    Attributes:
+        specs: name → spec, in topological order.
+        order: the names in deterministic topological order.
+        predecessors: name → upstream names (declaration order).
+        successors: name → downstream names.
+        inputs: name → the dependency names injected as keyword arguments.
+        detached: the names of detached tasks.
+
+    >>> from flowplan.spec import Dependency
+    >>> a = TaskSpec("a", lambda: 1)
+    >>> b = TaskSpec("b", lambda a: a + 1, deps=(Dependency("a", a),))
+    >>> TaskGraph.build([b, a]).order
+    ('a', 'b')
+    """
+
+    specs: Mapping[str, TaskSpec[..., Any]] = attrs.field(hash=False)
+    order: tuple[str, ...]
+    predecessors: Mapping[str, tuple[str, ...]] = attrs.field(hash=False, repr=False)
+    successors: Mapping[str, tuple[str, ...]] = attrs.field(hash=False, repr=False)
+    inputs: Mapping[str, tuple[str, ...]] = attrs.field(hash=False, repr=False)
+    detached: frozenset[str] = attrs.field(repr=False)
+    _cache: dict[str, Any] = attrs.field(factory=dict, init=False, repr=False, alias="_cache")
+
+    @classmethod
+    def build(cls, specs: Iterable[object]) -> TaskGraph:
+        """Validate ``specs`` and build the graph.
+
+        Raises:
+            GraphValidationError: every problem found, together (a ``ValueError``).
+        """
+        problems: list[DefinitionError] = []
+        by_name: dict[str, TaskSpec[..., Any]] = {}
+        for spec in specs:
+            if not isinstance(spec, TaskSpec):
+                problems.append(
+                    DefinitionError(
+                        f"expected task specs (functions decorated with @task), got {spec!r} "
+                        f"({type(spec).__name__}); decorate it with @task"
+                    )
+                )
+                continue
+            seen = by_name.get(spec.name)
+            if seen is None:
+                by_name[spec.name] = spec
+            elif seen is not spec:
+                problems.append(
+                    DuplicateTaskError(
+                        f"two different tasks are named {spec.name!r}: {_describe(seen)} and "
+                        f"{_describe(spec)}; give one of them another name=",
+                        task=spec.name,
+                    )
+                )
+        if not by_name and not problems:
+            raise GraphValidationError(
+                "cannot build an empty graph",
+                [DefinitionError("the graph has no tasks; declare at least one task")],
+            )
+        preds: dict[str, tuple[str, ...]] = {}
+        succs: dict[str, list[str]] = {name: [] for name in by_name}
+        inputs: dict[str, tuple[str, ...]] = {}
+        for name, spec in by_name.items():
+            known: list[str] = []
+            for dep in spec.deps:
+                upstream = by_name.get(dep.name)
+                if upstream is None:
+                    hint, best = did_you_mean(dep.name, by_name)
+                    problems.append(
+                        UnknownTaskError(
+                            f"task {name!r} depends on {dep.name!r}, which is not a task in this "
+                            f"graph; {hint}",
+                            name=dep.name,
+                            known=sorted(by_name),
+                            suggestion=best,
+                            task=name,
+                        )
+                    )
+                    continue
+                if upstream.detached and not spec.detached:
+                    problems.append(
+                        DetachedDependencyError(
+                            f"main task {name!r} depends on detached task {dep.name!r}, which "
+                            "runs only after the main DAG; make "
+                            f"{name!r} detached too or {dep.name!r} not detached",
+                            task=name,
+                        )
+                    )
+                if dep.name not in known:
+                    known.append(dep.name)
+                    succs[dep.name].append(name)
+            preds[name] = tuple(known)
+            inputs[name] = _check_function(spec, problems)
+            _check_gates(spec, problems)
+        order = cls._toposort(by_name, preds, succs, problems)
+        if problems:
+            raise GraphValidationError("invalid task graph", problems)
+        return cls(
+            specs=MappingProxyType({name: by_name[name] for name in order}),
+            order=order,
+            predecessors=MappingProxyType(preds),
+            successors=MappingProxyType({n: tuple(s) for n, s in succs.items()}),
+            inputs=MappingProxyType(inputs),
+            detached=frozenset(n for n, s in by_name.items() if s.detached),
+        )
+
+    @staticmethod
+    def _toposort(
+        by_name: Mapping[str, TaskSpec[..., Any]],
+        preds: Mapping[str, tuple[str, ...]],
+        succs: Mapping[str, list[str]],
+        problems: list[DefinitionError],
+    ) -> tuple[str, ...]:
+        indegree = {name: len(preds.get(name, ())) for name in by_name}
+        heap = [(by_name[n].seq, n) for n, d in indegree.items() if d == 0]
+        heapq.heapify(heap)
+        order: list[str] = []
+        while heap:
+            _, name = heapq.heappop(heap)
+            order.append(name)
+            for nxt in succs[name]:
+                indegree[nxt] -= 1
+                if indegree[nxt] == 0:
+                    heapq.heappush(heap, (by_name[nxt].seq, nxt))
+        if len(order) < len(by_name):
+            done = set(order)
+            remaining = [n for n in by_name if n not in done and n in preds]
+            cycle = _find_cycle(remaining, preds)
+            path = " -> ".join(cycle)
+            problems.append(
+                CycleError(
+                    f"the dependencies form a cycle: {path}; remove one of these dependencies",
+                    cycle=cycle,
+                )
+            )
+        return tuple(order)
+
+    @classmethod
+    def from_terminals(
+        cls, *terminals: TaskSpec[..., Any], registry: Registry | None = None
+    ) -> TaskGraph:
+        """Collect ``terminals`` and their upstream tasks, plus detached tasks from ``registry``.
+
+        As in flowing, a detached task in the registry joins when every dependency it has is
+        already collected (repeated to a fixed point, so detached chains join). Tasks are matched
+        by identity, never by name, so stale definitions that reuse a name stay out.
+        """
+        collected: dict[int, TaskSpec[..., Any]] = {}
+        stack = list(terminals)
+        while stack:
+            spec = stack.pop()
+            if id(spec) in collected:
+                continue
+            collected[id(spec)] = spec
+            stack.extend(dep.spec for dep in spec.deps if dep.spec is not None)
+        candidates = [s for s in (registry or default_registry()).specs() if s.detached and s.deps]
+        names = {spec.name for spec in collected.values()}
+        changed = True
+        while changed:
+            changed = False
+            for spec in candidates:
+                if id(spec) in collected:
+                    continue
+                if all(
+                    (id(dep.spec) in collected) if dep.spec is not None else dep.name in names
+                    for dep in spec.deps
+                ):
+                    collected[id(spec)] = spec
+                    names.add(spec.name)
+                    changed = True
+        ordered: list[TaskSpec[..., Any]] = sorted(collected.values(), key=lambda s: s.seq)
+        return cls.build(ordered)
+
+    def __len__(self) -> int:
+        return len(self.order)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.specs
+
+    def __getitem__(self, name: str) -> TaskSpec[..., Any]:
+        try:
+            return self.specs[name]
+        except KeyError:
+            raise self.unknown(name) from None
+
+    def unknown(self, name: str, *, what: str = "task") -> UnknownTaskError:
+        """An :class:`UnknownTaskError` for ``name`` with a suggestion from this graph."""
+        hint, best = did_you_mean(name, self.specs)
+        return UnknownTaskError(
+            f"unknown {what} {name!r}: it is not a task of this graph; {hint}",
+            name=name,
+            known=sorted(self.specs),
+            suggestion=best,
+        )
+
+    def ancestors(self, names: Iterable[str]) -> frozenset[str]:
+        """Every task upstream of ``names`` (excluding them unless upstream of another)."""
+        return self._walk(names, self.predecessors)
+
+    def descendants(self, names: Iterable[str]) -> frozenset[str]:
+        """Every task downstream of ``names``."""
+        return self._walk(names, self.successors)
+
+    @staticmethod
+    def _walk(names: Iterable[str], edges: Mapping[str, tuple[str, ...]]) -> frozenset[str]:
+        seen: set[str] = set()
+        stack = [n for name in names for n in edges[name]]
+        while stack:
+            name = stack.pop()
+            if name not in seen:
+                seen.add(name)
+                stack.extend(edges[name])
+        return frozenset(seen)
+
+    @property
+    def digraph(self) -> nx.DiGraph[str]:
+        """The graph as a frozen ``networkx.DiGraph`` (built on first use)."""
+        cached: nx.DiGraph[str] | None = self._cache.get("digraph")
+        if cached is None:
+            cached = nx.DiGraph()
+            cached.add_nodes_from(self.order)
+            cached.add_edges_from(
+                (dep, name) for name in self.order for dep in self.predecessors[name]
+            )
+            cached = nx.freeze(cached)
+            self._cache["digraph"] = cached
+        return cached
+
+    def step_keys(self) -> Mapping[str, str]:
+        """Each task's step key (code, dependency keys, ``version=``), computed once."""
+        keys: Mapping[str, str] | None = self._cache.get("step_keys")
+        if keys is None:
+            from flowplan.keys import step_key
+
+            computed: dict[str, str] = {}
+            for name in self.order:
+                spec = self.specs[name]
+                computed[name] = step_key(
+                    spec.fn,
+                    dep_keys={dep: computed[dep] for dep in self.predecessors[name]},
+                    version=spec.version,
+                )
+            keys = MappingProxyType(computed)
+            self._cache["step_keys"] = keys
+        return keys

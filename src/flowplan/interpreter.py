@@ -1,0 +1,467 @@
+"""The interpreter: executes a :class:`~flowplan.plan.Plan` into a new snapshot.
+
+Place in the data flow: spec → graph → plan → **interpreter** → snapshot → store/hooks. One
+scheduling state machine (:class:`_Run`: a ready queue, not layers — an unrelated slow task never
+delays a ready one) and two thin drivers: :func:`execute` over any ``concurrent.futures``
+executor, and :func:`aexecute` on asyncio. The machine keeps private mutable bookkeeping for
+speed (O(1) per event); what it returns and what hooks see are immutable values.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import queue
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import Executor, ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
+
+from flowplan._program import Call, Outcome, Sleep, acall, call, task_program
+from flowplan.errors import SerializationError
+from flowplan.events import (
+    Event,
+    RunFinished,
+    RunStarted,
+    TaskCancelled,
+    TaskEvent,
+    TaskFailed,
+    TaskReleased,
+    TaskReused,
+    TaskSkipped,
+    TaskStarted,
+)
+from flowplan.executors import InlineExecutor, validate_max_workers
+from flowplan.hooks import Hook, HookDispatcher
+from flowplan.plan import Plan
+from flowplan.snapshot import ErrorInfo, Snapshot, TaskRecord, TaskStatus
+from flowplan.transitions import advance
+
+if TYPE_CHECKING:
+    from flowplan.store import StateStore
+
+__all__ = ["aexecute", "execute"]
+
+_PENDING = TaskStatus.PENDING
+
+
+class _Run:
+    """The scheduling state machine of one run (private, mutable, single-threaded)."""
+
+    def __init__(
+        self,
+        plan: Plan,
+        *,
+        fail_fast: bool,
+        hooks: Iterable[Hook],
+        store: StateStore | None,
+        context: object,
+        clock: Callable[[], float],
+    ) -> None:
+        graph = plan.graph
+        self.plan = plan
+        self.graph = graph
+        self.run_id = plan.run_id
+        self.fail_fast = fail_fast
+        self.dispatch = HookDispatcher(hooks)
+        self.store = store
+        self.context = context
+        self.clock = clock
+        self.records: dict[str, TaskRecord] = dict(plan.reused)
+        to_run = plan.to_run
+        run_set = set(to_run)
+        self.run_set = run_set
+        self.waiting = {n: sum(p in run_set for p in graph.predecessors[n]) for n in to_run}
+        self.unfinished = len(to_run)
+        self.main_left = sum(1 for n in to_run if n not in graph.detached)
+        self.held: list[str] = []
+        self.stopped: str | None = None  # root cause of a fail-fast stop
+        self.fatal: BaseException | None = None
+        self.consumers_left: dict[str, int] = {}
+        for name in graph.order:
+            consumers = graph.successors[name]
+            if consumers and not graph.specs[name].retain_result:
+                self.consumers_left[name] = sum(s in run_set for s in consumers)
+        self.started = time.perf_counter()
+
+    # -- events ---------------------------------------------------------------------------
+    def emit(self, event: Event) -> None:
+        if self.store is not None and isinstance(event, RunStarted):
+            self.store.begin_run(self.plan)
+        if self.dispatch:
+            self.dispatch(event)
+
+    def apply(self, event: TaskEvent) -> list[str]:
+        """Apply a task event; return the names that became ready to run."""
+        name = event.task
+        old = self.records.get(name)
+        record = advance(old, event)
+        if self.store is not None and (record.status.is_terminal or isinstance(event, TaskStarted)):
+            try:
+                self.store.save_record(self.run_id, record)
+            except SerializationError as exc:
+                event = TaskFailed(
+                    self.run_id,
+                    event.time,
+                    name,
+                    record.attempts,
+                    ErrorInfo.from_exception(exc, kind="serialization"),
+                    f"its value cannot be stored: {exc}",
+                    record.duration_ms,
+                )
+                record = advance(old, event)
+                self.store.save_record(self.run_id, record)
+        self.records[name] = record
+        if self.dispatch:
+            self.dispatch(event)
+        if not record.status.is_terminal or (old is not None and old.status.is_terminal):
+            return []
+        return self._finished(name, record, event)
+
+    def _finished(self, name: str, record: TaskRecord, event: TaskEvent) -> list[str]:
+        graph = self.graph
+        self.unfinished -= 1
+        ready: list[str] = []
+        detached = name in graph.detached
+        if not detached:
+            self.main_left -= 1
+        if record.status is TaskStatus.SUCCEEDED:
+            for succ in graph.successors[name]:
+                if succ in self.waiting:
+                    left = self.waiting[succ] - 1
+                    self.waiting[succ] = left
+                    if left == 0 and self.records[succ].status is _PENDING:
+                        ready.append(succ)
+            if name in self.consumers_left and self.consumers_left[name] == 0:
+                self._release(name)
+            for pred in graph.predecessors[name]:
+                if pred in self.consumers_left:
+                    self.consumers_left[pred] -= 1
+                    if self.consumers_left[pred] == 0:
+                        self._release(pred)
+        else:
+            root = record.root_cause or name
+            verb = record.status.value
+            ready.extend(self._skip_downstream(name, root, verb))
+            failed = record.status is TaskStatus.FAILED
+            if isinstance(event, TaskFailed) and event.fatal:
+                exc = record.error.exception if record.error else None
+                self.fatal = exc if exc is not None else KeyboardInterrupt()
+                self._cancel_pending(root, f"the run was interrupted in {name!r}", everything=True)
+            elif failed and self.fail_fast and not detached and self.stopped is None:
+                self.stopped = name
+                self._cancel_pending(root, f"fail-fast: {name!r} failed")
+        return self._gate(ready)
+
+    def _gate(self, ready: list[str]) -> list[str]:
+        """Hold detached tasks until the main DAG is done; release them then."""
+        detached = self.graph.detached
+        out = [n for n in ready if n not in detached] if detached else ready
+        if detached:
+            self.held.extend(n for n in ready if n in detached)
+            if self.main_left == 0 and self.held:
+                out.extend(self.held)
+                self.held = []
+        if self.fatal is not None:
+            return []
+        return out
+
+    def _skip_downstream(self, name: str, root: str, verb: str) -> list[str]:
+        ready: list[str] = []
+        stack = [(name, verb)]
+        while stack:
+            upstream, how = stack.pop()
+            for succ in self.graph.successors[upstream]:
+                if succ in self.run_set and self.records[succ].status is _PENDING:
+                    reason = f"upstream {upstream!r} {how}"
+                    event = TaskSkipped(self.run_id, self.clock(), succ, reason, root)
+                    self._record_terminal(succ, event)
+                    stack.append((succ, "was skipped"))
+        return ready
+
+    def _record_terminal(self, name: str, event: TaskSkipped | TaskCancelled) -> None:
+        record = advance(self.records.get(name), event)
+        self.records[name] = record
+        if self.store is not None:
+            self.store.save_record(self.run_id, record)
+        if self.dispatch:
+            self.dispatch(event)
+        self.unfinished -= 1
+        if name not in self.graph.detached:
+            self.main_left -= 1
+
+    def _cancel_pending(self, root: str, reason: str, *, everything: bool = False) -> None:
+        """Cancel tasks that have not started (main ones; with ``everything``, detached too)."""
+        detached = self.graph.detached
+        for name in self.plan.to_run:
+            if self.records[name].status is _PENDING and (everything or name not in detached):
+                if self.waiting.get(name, 0) == 0 and name not in self.held and not everything:
+                    continue  # already handed to a worker: it cancels itself on start
+                self._record_terminal(
+                    name, TaskCancelled(self.run_id, self.clock(), name, reason, root)
+                )
+        if everything:
+            self.held = []
+
+    def _release(self, name: str) -> None:
+        record = self.records.get(name)
+        if record is not None and record.has_value:
+            self.apply(TaskReleased(self.run_id, self.clock(), name))
+
+    # -- starting tasks -------------------------------------------------------------------
+    def start(self) -> list[str]:
+        """Emit the run's first events; return the tasks ready at once."""
+        plan = self.plan
+        for name in plan.to_run:
+            self.records[name] = TaskRecord(name, _PENDING)
+        self.emit(RunStarted(self.run_id, self.clock(), plan.to_run, tuple(plan.reused)))
+        for name, record in plan.reused.items():
+            event = TaskReused(self.run_id, self.clock(), name, record)
+            if self.store is not None:
+                self.store.save_record(self.run_id, record)
+            if self.dispatch:
+                self.dispatch(event)
+        return self._gate([n for n in plan.to_run if self.waiting[n] == 0])
+
+    def should_cancel(self, name: str) -> TaskCancelled | None:
+        """For a task about to start: a cancellation if the run stopped meanwhile."""
+        if self.fatal is not None or (self.stopped is not None and name not in self.graph.detached):
+            reason = f"fail-fast: {self.stopped!r} failed" if self.stopped else "run interrupted"
+            return TaskCancelled(self.run_id, self.clock(), name, reason, self.stopped)
+        return None
+
+    def inputs(self, name: str) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The keyword arguments for ``name``'s body, and for its gates."""
+        spec = self.graph.specs[name]
+        records = self.records
+        gate_kwargs = {dep: records[dep].value for dep in self.graph.predecessors[name]}
+        if spec.upstream_param is not None:
+            kwargs: dict[str, Any] = {spec.upstream_param: dict(gate_kwargs)}
+        else:
+            kwargs = {dep: gate_kwargs[dep] for dep in self.graph.inputs[name]}
+        if spec.context_param is not None:
+            kwargs[spec.context_param] = self.context
+        return kwargs, gate_kwargs
+
+    def program(self, name: str) -> tuple[Any, dict[str, Any]]:
+        kwargs, gate_kwargs = self.inputs(name)
+        spec = self.graph.specs[name]
+        prog = task_program(
+            spec,
+            gate_kwargs,
+            run_id=self.run_id,
+            step_key=self.plan.step_keys.get(name),
+            clock=self.clock,
+        )
+        return prog, kwargs
+
+    # -- finishing ------------------------------------------------------------------------
+    def finish(self) -> Snapshot:
+        snapshot = Snapshot(self.run_id, self.records)
+        counts: dict[str, int] = collections.Counter(r.status.value for r in self.records.values())
+        failed = any(
+            rec.status in (TaskStatus.FAILED, TaskStatus.CANCELLED)
+            for name, rec in self.records.items()
+            if name not in self.graph.detached
+        )
+        status = "failed" if failed else "succeeded"
+        duration = (time.perf_counter() - self.started) * 1000
+        if self.store is not None:
+            self.store.finish_run(snapshot, status)
+        self.emit(
+            RunFinished(self.run_id, self.clock(), status, tuple(sorted(counts.items())), duration)
+        )
+        if self.fatal is not None:
+            self.fatal.flowplan_snapshot = snapshot  # type: ignore[attr-defined]
+            raise self.fatal
+        return snapshot
+
+
+def _job(run: _Run, name: str, emit: Callable[[TaskEvent], None]) -> None:
+    """Worker side: drive one task's program synchronously, emitting its events."""
+    try:
+        cancelled = run.should_cancel(name)
+        if cancelled is not None:
+            emit(cancelled)
+            return
+        program, kwargs = run.program(name)
+        spec = run.graph.specs[name]
+        request = next(program)
+        while True:
+            outcome: Outcome | None = None
+            if isinstance(request, Call):
+                outcome = call(spec, kwargs, run.run_id, request.attempt)
+            elif isinstance(request, Sleep):
+                time.sleep(request.seconds)
+            else:
+                emit(request)
+            request = program.send(outcome)
+    except StopIteration:
+        return
+    except BaseException as exc:  # a bug or an interrupt outside the body: never hang the run
+        info = ErrorInfo.from_exception(exc, kind="crashed")
+        emit(
+            TaskFailed(
+                run.run_id,
+                time.time(),
+                name,
+                0,
+                info,
+                f"flowplan crashed: {exc!r}",
+                fatal=not isinstance(exc, Exception),
+            )
+        )
+
+
+def execute(
+    plan: Plan,
+    *,
+    executor: Executor | None = None,
+    max_workers: int | None = None,
+    fail_fast: bool = True,
+    hooks: Iterable[Hook] = (),
+    store: StateStore | None = None,
+    context: object = None,
+    clock: Callable[[], float] = time.time,
+) -> Snapshot:
+    """Run ``plan`` on a ``concurrent.futures`` executor and return the new snapshot.
+
+    Args:
+        plan: what to run (from :func:`~flowplan.plan.plan`).
+        executor: where attempts run (default: a thread pool owned by this call;
+            :class:`~flowplan.executors.InlineExecutor` for a single-threaded run).
+        max_workers: the owned thread pool's size (ignored with ``executor``).
+        fail_fast: on a main task's failure, start nothing new (detached tasks still run).
+        hooks: observers of the event stream.
+        store: a state store that records every task as it finishes.
+        context: the object injected into tasks' context parameter.
+        clock: wall-clock source for event times.
+
+    Returns:
+        The :class:`~flowplan.snapshot.Snapshot` with every planned task terminal.
+
+    >>> from flowplan import task, TaskGraph, plan as make_plan, InlineExecutor, Registry
+    >>> reg = Registry()
+    >>> @task(registry=reg)
+    ... def one() -> int:
+    ...     return 1
+    >>> snap = execute(make_plan(TaskGraph.build([one])), executor=InlineExecutor())
+    >>> snap.value(one)
+    1
+    """
+    if max_workers is not None:
+        validate_max_workers(max_workers)
+    run = _Run(plan, fail_fast=fail_fast, hooks=hooks, store=store, context=context, clock=clock)
+    owned = executor is None
+    pool: Executor = executor or ThreadPoolExecutor(max_workers, thread_name_prefix="flowplan")
+    inline = isinstance(pool, InlineExecutor)
+    events: collections.deque[TaskEvent] | queue.SimpleQueue[TaskEvent]
+    if inline:
+        events = collections.deque()
+        emit: Callable[[TaskEvent], None] = events.append
+        take: Callable[[], TaskEvent] = events.popleft
+    else:
+        events = queue.SimpleQueue()
+        emit, take = events.put, events.get
+
+    def submit(names: list[str]) -> None:
+        for name in names:
+            try:
+                pool.submit(_job, run, name, emit)
+            except RuntimeError as exc:  # executor shut down under us
+                info = ErrorInfo.from_exception(exc, kind="crashed")
+                emit(TaskFailed(run.run_id, clock(), name, 0, info, f"cannot submit: {exc}"))
+
+    try:
+        submit(run.start())
+        while run.unfinished > 0:
+            submit(run.apply(take()))
+    finally:
+        if owned:
+            pool.shutdown(wait=False)
+    return run.finish()
+
+
+async def aexecute(
+    plan: Plan,
+    *,
+    executor: Executor | None = None,
+    max_workers: int | None = None,
+    fail_fast: bool = True,
+    hooks: Iterable[Hook] = (),
+    store: StateStore | None = None,
+    context: object = None,
+    clock: Callable[[], float] = time.time,
+) -> Snapshot:
+    """Run ``plan`` on the running asyncio loop and return the new snapshot.
+
+    ``async def`` tasks are awaited on the loop (timeouts cancel them); sync tasks run on
+    ``executor`` (default: the loop's default executor). ``max_workers`` caps how many tasks
+    run at once (default: unlimited).
+    """
+    if max_workers is not None:
+        validate_max_workers(max_workers)
+    run = _Run(plan, fail_fast=fail_fast, hooks=hooks, store=store, context=context, clock=clock)
+    loop = asyncio.get_running_loop()
+    limit = asyncio.Semaphore(max_workers) if max_workers is not None else None
+    finished = asyncio.Event()
+    tasks: set[asyncio.Task[None]] = set()
+
+    def run_sync(fn: Callable[[], Outcome]) -> asyncio.Future[Outcome]:
+        return loop.run_in_executor(executor, fn)
+
+    def emit(event: TaskEvent) -> None:
+        spawn(run.apply(event))
+        if run.unfinished == 0:
+            finished.set()
+
+    async def job(name: str) -> None:
+        if limit is not None:
+            await limit.acquire()
+        try:
+            cancelled = run.should_cancel(name)
+            if cancelled is not None:
+                emit(cancelled)
+                return
+            program, kwargs = run.program(name)
+            spec = run.graph.specs[name]
+            request = next(program)
+            while True:
+                outcome: Outcome | None = None
+                if isinstance(request, Call):
+                    outcome = await acall(spec, kwargs, run.run_id, request.attempt, run_sync)
+                elif isinstance(request, Sleep):
+                    await asyncio.sleep(request.seconds)
+                else:
+                    emit(request)
+                request = program.send(outcome)
+        except StopIteration:
+            return
+        except BaseException as exc:
+            info = ErrorInfo.from_exception(exc, kind="crashed")
+            emit(
+                TaskFailed(
+                    run.run_id,
+                    clock(),
+                    name,
+                    0,
+                    info,
+                    f"flowplan crashed: {exc!r}",
+                    fatal=not isinstance(exc, Exception),
+                )
+            )
+        finally:
+            if limit is not None:
+                limit.release()
+
+    def spawn(names: list[str]) -> None:
+        for name in names:
+            task = loop.create_task(job(name), name=f"flowplan:{name}")
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+
+    spawn(run.start())
+    if run.unfinished == 0:
+        finished.set()
+    await finished.wait()
+    return run.finish()

@@ -1,0 +1,217 @@
+"""Planning: ``plan(graph, snapshot)`` decides, per task, *run*, *reuse* or *not needed*, and why.
+
+Place in the data flow: spec → graph → **plan** → interpreter → snapshot. A pure function: the
+same graph, snapshot and options give the same :class:`Plan`. Resume is nothing but planning
+again from the last snapshot — succeeded tasks are reused, everything else runs.
+"""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from collections.abc import Iterable, Mapping
+from types import MappingProxyType
+from typing import Any
+
+import attrs
+
+from flowplan.graph import TaskGraph
+from flowplan.snapshot import Snapshot, TaskRecord, TaskStatus
+from flowplan.spec import TaskSpec
+
+__all__ = ["Action", "Decision", "Plan", "plan"]
+
+
+class Action(enum.Enum):
+    """What the interpreter will do with a task."""
+
+    RUN = "run"
+    REUSE = "reuse"
+    NOT_NEEDED = "not_needed"
+
+
+@attrs.frozen
+class Decision:
+    """One task's action and the reason for it, in words."""
+
+    task: str
+    action: Action
+    reason: str
+
+
+def _name(task: str | TaskSpec[..., Any]) -> str:
+    return task if isinstance(task, str) else task.name
+
+
+@attrs.frozen(eq=False)
+class Plan:
+    """An immutable execution plan: what runs, what is reused, what is not needed — and why.
+
+    Attributes:
+        graph: the graph planned.
+        run_id: the id the run will carry.
+        decisions: name → :class:`Decision`, in topological order.
+        reused: name → the record carried into the run (succeeded earlier or overridden).
+        to_run: the names that will run, in topological order.
+        step_keys: name → step key when keys are in use (journal, cache), else empty.
+    """
+
+    graph: TaskGraph
+    run_id: str
+    decisions: Mapping[str, Decision] = attrs.field(repr=False)
+    reused: Mapping[str, TaskRecord] = attrs.field(repr=False)
+    to_run: tuple[str, ...]
+    step_keys: Mapping[str, str] = attrs.field(factory=dict, repr=False)
+
+    def explain(self, task: str | TaskSpec[..., Any] | None = None) -> str:
+        """Say, in plain words, what will happen to each task (or to one task) and why.
+
+        >>> from flowplan.spec import TaskSpec
+        >>> g = TaskGraph.build([TaskSpec("a", lambda: 1)])
+        >>> print(plan(g, run_id="r").explain())
+        run a: no earlier record
+        """
+        if task is not None:
+            name = _name(task)
+            if name not in self.decisions:
+                raise self.graph.unknown(name)
+            decision = self.decisions[name]
+            return f"{decision.action.value.replace('_', ' ')} {name}: {decision.reason}"
+        return "\n".join(self.explain(name) for name in self.decisions)
+
+    def action(self, task: str | TaskSpec[..., Any]) -> Action:
+        """The action planned for ``task``."""
+        name = _name(task)
+        if name not in self.decisions:
+            raise self.graph.unknown(name)
+        return self.decisions[name].action
+
+
+def _check_names(graph: TaskGraph, names: Iterable[str], what: str) -> None:
+    for name in names:
+        if name not in graph.specs:
+            raise graph.unknown(name, what=what)
+
+
+def _needed(graph: TaskGraph, targets: Iterable[str] | None) -> frozenset[str] | None:
+    if targets is None:
+        return None
+    wanted = set(targets)
+    if not wanted:
+        raise graph.unknown("", what="target (the targets list is empty)")
+    needed = set(wanted) | graph.ancestors(wanted)
+    for name in graph.order:  # detached side effects of the needed tasks come along
+        if name in graph.detached and name not in needed:
+            preds = graph.predecessors[name]
+            if preds and all(p in needed for p in preds):
+                needed.add(name)
+    return frozenset(needed)
+
+
+def _previous_reason(record: TaskRecord | None) -> str:
+    if record is None:
+        return "no earlier record"
+    if record.status is TaskStatus.FAILED:
+        return f"failed earlier ({record.error})" if record.error else "failed earlier"
+    if record.status is TaskStatus.SKIPPED:
+        return f"was skipped earlier ({record.reason})" if record.reason else "was skipped"
+    if record.status is TaskStatus.CANCELLED:
+        return "was cancelled earlier"
+    return f"was {record.status.value} when the earlier run stopped"
+
+
+def plan(
+    graph: TaskGraph,
+    snapshot: Snapshot | None = None,
+    *,
+    targets: Iterable[str | TaskSpec[..., Any]] | None = None,
+    rerun: Iterable[str | TaskSpec[..., Any]] = (),
+    overrides: Mapping[str | TaskSpec[..., Any], object] | None = None,
+    step_keys: Mapping[str, str] | None = None,
+    run_id: str | None = None,
+) -> Plan:
+    """Plan a run of ``graph``, reusing what ``snapshot`` says succeeded.
+
+    Args:
+        graph: the validated graph.
+        snapshot: an earlier run's snapshot (resume); ``None`` plans a fresh run.
+        targets: run only these tasks and their upstream tasks (and detached tasks whose
+            dependencies are all included); ``None`` runs the whole graph.
+        rerun: run these tasks and everything downstream again even if they succeeded.
+        overrides: name → value: reuse the value as if the task had succeeded.
+        step_keys: name → current step key; a record made under another key is stale
+            and runs again (journal and cache reuse).
+        run_id: the run's id (default: a fresh random id).
+
+    Returns:
+        The :class:`Plan`.
+
+    Raises:
+        UnknownTaskError: a target, rerun or override names no task ("did you mean ...").
+    """
+    target_names = None if targets is None else [_name(t) for t in targets]
+    rerun_names = [_name(t) for t in rerun]
+    override_values = {_name(t): v for t, v in (overrides or {}).items()}
+    _check_names(graph, target_names or (), "target")
+    _check_names(graph, rerun_names, "task to rerun")
+    _check_names(graph, override_values, "task to override")
+    needed = _needed(graph, target_names)
+    rerun_closure = set(rerun_names) | graph.descendants(rerun_names) if rerun_names else set()
+    records = snapshot.records if snapshot is not None else {}
+    keys = step_keys or {}
+
+    decisions: dict[str, Decision] = {}
+    reused: dict[str, TaskRecord] = {}
+    for name in graph.order:
+        if needed is not None and name not in needed:
+            decisions[name] = Decision(name, Action.NOT_NEEDED, "not upstream of any target")
+            continue
+        record = records.get(name)
+        key = keys.get(name)
+        if name in override_values:
+            reused[name] = TaskRecord(
+                name,
+                TaskStatus.SUCCEEDED,
+                value=override_values[name],
+                has_value=True,
+                overridden=True,
+                step_key=key,
+            )
+            decisions[name] = Decision(name, Action.REUSE, "overridden with a supplied value")
+        elif name in rerun_closure:
+            why = "rerun requested" if name in rerun_names else "an upstream task is rerun"
+            decisions[name] = Decision(name, Action.RUN, why)
+        elif record is not None and record.status is TaskStatus.SUCCEEDED:
+            if key is not None and record.step_key is not None and record.step_key != key:
+                decisions[name] = Decision(
+                    name, Action.RUN, "its code, version or an upstream step changed"
+                )
+            else:
+                source = "journal" if record.cached else "an earlier run"
+                reused[name] = record
+                decisions[name] = Decision(name, Action.REUSE, f"succeeded in {source}")
+        else:
+            decisions[name] = Decision(name, Action.RUN, _previous_reason(record))
+
+    # A released value (retain_result=False) cannot feed a task that runs: recompute it.
+    for name in reversed(graph.order):
+        decision = decisions[name]
+        if decision.action is Action.REUSE and reused[name].released:
+            consumers = [s for s in graph.successors[name] if decisions[s].action is Action.RUN]
+            if consumers:
+                del reused[name]
+                decisions[name] = Decision(
+                    name,
+                    Action.RUN,
+                    f"its value was released (retain_result=False) and {consumers[0]!r} needs it",
+                )
+
+    to_run = tuple(n for n in graph.order if decisions[n].action is Action.RUN)
+    return Plan(
+        graph=graph,
+        run_id=run_id if run_id is not None else uuid.uuid4().hex,
+        decisions=MappingProxyType(decisions),
+        reused=MappingProxyType(reused),
+        to_run=to_run,
+        step_keys=MappingProxyType(dict(keys)),
+    )

@@ -1,0 +1,227 @@
+"""Snapshots: the immutable record of every task of a run.
+
+Place in the data flow: spec → graph → plan → interpreter → **snapshot** → store/hooks, and back
+into ``plan`` for resume. A :class:`Snapshot` maps task names to :class:`TaskRecord` values. It is
+produced by folding events through the pure functions of ``transitions.py``; nothing mutates it.
+"""
+
+from __future__ import annotations
+
+import enum
+import traceback
+from collections.abc import Coroutine, Iterator, Mapping
+from types import MappingProxyType
+from typing import Any, TypeVar, overload
+
+import attrs
+
+from flowplan._suggest import did_you_mean
+from flowplan.errors import TaskFailedError, UnknownTaskError
+from flowplan.spec import TaskSpec
+
+__all__ = ["ErrorInfo", "Snapshot", "TaskRecord", "TaskStatus"]
+
+T = TypeVar("T")
+
+
+class TaskStatus(enum.Enum):
+    """Where a task is in its life. The last four are terminal."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_terminal(self) -> bool:
+        """Whether the task can no longer change in this run."""
+        return self not in (TaskStatus.PENDING, TaskStatus.RUNNING)
+
+
+@attrs.frozen
+class ErrorInfo:
+    """A failure, as plain data that survives serialization.
+
+    Attributes:
+        type: the exception's qualified type name, e.g. ``"builtins.ValueError"``.
+        message: ``str(exception)``.
+        traceback: the formatted traceback text ("" when not available).
+        kind: what failed: ``"error"`` (the body raised), ``"timeout"``, ``"validate"``,
+            ``"when"``, ``"retry_until"``, ``"serialization"``, ``"interrupted"``, ``"crashed"``.
+        exception: the live exception object, when this process saw it (never serialized).
+    """
+
+    type: str
+    message: str
+    traceback: str = attrs.field(default="", repr=False)
+    kind: str = "error"
+    exception: BaseException | None = attrs.field(default=None, eq=False, repr=False)
+
+    @classmethod
+    def from_exception(cls, exc: BaseException, *, kind: str = "error") -> ErrorInfo:
+        """Capture ``exc`` with its traceback text."""
+        exc_type = type(exc)
+        return cls(
+            type=f"{exc_type.__module__}.{exc_type.__qualname__}",
+            message=str(exc),
+            traceback="".join(traceback.format_exception(exc)),
+            kind=kind,
+            exception=exc,
+        )
+
+    def __str__(self) -> str:
+        short = self.type.rsplit(".", 1)[-1]
+        return f"{short}: {self.message}" if self.message else short
+
+
+@attrs.frozen
+class TaskRecord:
+    """Everything known about one task in one snapshot.
+
+    Attributes:
+        name: the task's name.
+        status: its :class:`TaskStatus`.
+        attempts: attempts started (0 when gates stopped it or it never ran).
+        value: the returned value (``has_value`` says whether there is one).
+        has_value: ``True`` when ``value`` holds a result (also for a FAILED ``retry_until``).
+        error: the failure, for FAILED records.
+        started_at: wall-clock time of the first attempt (epoch seconds).
+        finished_at: wall-clock time the task became terminal.
+        duration_ms: duration of the last attempt.
+        reason: why it was skipped, cancelled or failed, in words.
+        root_cause: the task whose failure or gate caused this outcome (itself when it failed).
+        cached: reused from a journal or cache rather than run in this process.
+        step_key: the step key the value was produced under, when keys are in use.
+        retry_delays: the backoff delays (seconds) waited before each retry.
+        released: the value was freed (``retain_result=False``) once no consumer needed it.
+        overridden: the value was supplied by ``override`` rather than computed.
+    """
+
+    name: str
+    status: TaskStatus
+    attempts: int = 0
+    value: Any = attrs.field(default=None, repr=False)
+    has_value: bool = False
+    error: ErrorInfo | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+    duration_ms: float = 0.0
+    reason: str | None = None
+    root_cause: str | None = None
+    cached: bool = False
+    step_key: str | None = None
+    retry_delays: tuple[float, ...] = ()
+    released: bool = False
+    overridden: bool = False
+
+    @property
+    def succeeded(self) -> bool:
+        """Whether the task succeeded."""
+        return self.status is TaskStatus.SUCCEEDED
+
+
+def _freeze_records(records: Mapping[str, TaskRecord]) -> Mapping[str, TaskRecord]:
+    return MappingProxyType(dict(records))
+
+
+@attrs.frozen
+class Snapshot:
+    """An immutable map of task name → :class:`TaskRecord` for one run.
+
+    >>> done = TaskRecord("a", TaskStatus.SUCCEEDED, value=1, has_value=True)
+    >>> snap = Snapshot("run-1", {"a": done})
+    >>> snap["a"].status
+    <TaskStatus.SUCCEEDED: 'succeeded'>
+    >>> snap.value("a")
+    1
+    """
+
+    run_id: str
+    records: Mapping[str, TaskRecord] = attrs.field(
+        factory=dict, converter=_freeze_records, hash=False
+    )
+
+    def __getitem__(self, task: str | TaskSpec[..., Any]) -> TaskRecord:
+        name = task if isinstance(task, str) else task.name
+        try:
+            return self.records[name]
+        except KeyError:
+            hint, best = did_you_mean(name, self.records)
+            raise UnknownTaskError(
+                f"snapshot of run {self.run_id!r} has no task {name!r}; {hint}",
+                name=name,
+                known=sorted(self.records),
+                suggestion=best,
+            ) from None
+
+    def get(self, task: str | TaskSpec[..., Any]) -> TaskRecord | None:
+        """The task's record, or ``None``."""
+        return self.records.get(task if isinstance(task, str) else task.name)
+
+    def __contains__(self, task: object) -> bool:
+        if isinstance(task, TaskSpec):
+            task = task.name
+        return task in self.records
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.records)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    @overload
+    def value(self, task: TaskSpec[..., Coroutine[Any, Any, T]]) -> T: ...
+    @overload
+    def value(self, task: TaskSpec[..., T]) -> T: ...
+    @overload
+    def value(self, task: str) -> Any: ...
+    def value(self, task: TaskSpec[..., Any] | str) -> Any:
+        """The value of a succeeded task, typed by its spec.
+
+        Raises:
+            UnknownTaskError: no such task in this snapshot.
+            TaskFailedError: the task did not succeed, or its value was released.
+        """
+        record = self[task]
+        if record.status is not TaskStatus.SUCCEEDED:
+            cause = f" (root cause: {record.root_cause!r})" if record.root_cause else ""
+            detail = f": {record.error}" if record.error else ""
+            raise TaskFailedError(
+                f"task {record.name!r} did not succeed (status={record.status.value}"
+                f"{detail}){cause}; resume the run or override the task to supply a value",
+                task=record.name,
+                status=record.status.value,
+            )
+        if record.released:
+            raise TaskFailedError(
+                f"the value of task {record.name!r} was released because retain_result=False; "
+                "set retain_result=True to read it after the run",
+                task=record.name,
+                status=record.status.value,
+            )
+        return record.value
+
+    def by_status(self, status: TaskStatus) -> tuple[str, ...]:
+        """The names of the tasks with ``status``, in record order."""
+        return tuple(name for name, rec in self.records.items() if rec.status is status)
+
+    @property
+    def is_complete(self) -> bool:
+        """Whether every recorded task is terminal."""
+        return all(rec.status.is_terminal for rec in self.records.values())
+
+    def root_causes(self) -> Mapping[str, tuple[str, ...]]:
+        """Map each root-cause task to the tasks its failure or gate skipped or cancelled."""
+        out: dict[str, list[str]] = {}
+        for name, rec in self.records.items():
+            if rec.root_cause is not None and rec.root_cause != name:
+                out.setdefault(rec.root_cause, []).append(name)
+        return MappingProxyType({k: tuple(v) for k, v in out.items()})
+
+    def with_record(self, record: TaskRecord) -> Snapshot:
+        """A new snapshot with ``record`` added or replaced (copies the mapping: O(n))."""
+        records = dict(self.records)
+        records[record.name] = record
+        return Snapshot(self.run_id, records)

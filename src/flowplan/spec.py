@@ -1,0 +1,205 @@
+"""Task specifications: what the user declared, as frozen values.
+
+Place in the data flow: **spec** → graph → plan → interpreter → snapshot. A :class:`TaskSpec` is
+created by the ``task`` decorators (``decorators.py``, ``engine``) and never changes; options are
+checked here, where they are given. Cross-task facts (do dependencies exist? is there a cycle?)
+are the graph's business.
+"""
+
+from __future__ import annotations
+
+import inspect
+import itertools
+import math
+from collections.abc import Callable
+from typing import Any, Generic, ParamSpec, TypeVar
+
+import attrs
+
+from flowplan.errors import InvalidOptionError, SignatureMismatchError
+from flowplan.policies import RetryPolicy
+
+__all__ = ["Dependency", "TaskSpec", "validate_timeout"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+_sequence = itertools.count()
+
+
+def _next_seq() -> int:
+    return next(_sequence)
+
+
+def validate_timeout(value: object, *, task: str | None = None) -> float | None:
+    """Check a ``timeout_s`` option: ``None`` or a finite number of seconds > 0.
+
+    Raises:
+        InvalidOptionError: naming the task and the value when it is out of range.
+    """
+    if value is None:
+        return None
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or value <= 0
+    ):
+        where = f"task {task!r}: " if task else ""
+        raise InvalidOptionError(
+            f"{where}timeout_s must be a finite number of seconds > 0 or None, got {value!r} "
+            f"({type(value).__name__}); use None for no timeout",
+            option="timeout_s",
+            value=value,
+            task=task,
+        )
+    return float(value)
+
+
+@attrs.frozen
+class Dependency:
+    """One incoming edge of a task: the upstream task's name and how its value is received.
+
+    Attributes:
+        name: the upstream task's name; its value is injected as the keyword argument of
+            that name.
+        spec: the upstream spec when the dependency was given as a task (flowing's
+            ``depends_on=[fetch]``), used to collect a graph from its terminals.
+        ordering_only: ``True`` when no parameter needs to receive the value (flowrun's ``deps``
+            that no parameter names); ``False`` makes a missing parameter a definition error.
+    """
+
+    name: str
+    spec: TaskSpec[..., Any] | None = attrs.field(default=None, eq=False, repr=False)
+    ordering_only: bool = False
+
+
+def _check_callable(option: str, value: object, task: str) -> None:
+    if value is not None and not callable(value):
+        raise InvalidOptionError(
+            f"task {task!r}: {option}= must be a callable, got {value!r} "
+            f"({type(value).__name__}); pass a function such as `lambda **deps: ...`",
+            option=option,
+            value=value,
+            task=task,
+        )
+    if value is not None and inspect.iscoroutinefunction(value):
+        raise InvalidOptionError(
+            f"task {task!r}: {option}= must be a plain (non-async) callable, got async "
+            f"function {getattr(value, '__qualname__', value)!r}; gates run inline and must "
+            "not await",
+            option=option,
+            value=value,
+            task=task,
+        )
+
+
+def _signature(fn: Callable[..., object], task: str) -> inspect.Signature:
+    try:
+        return inspect.signature(fn)
+    except (TypeError, ValueError) as exc:  # some builtins have no signature
+        raise SignatureMismatchError(
+            f"task {task!r}: cannot read the signature of {fn!r} ({exc}); wrap it in a "
+            "`def` with named parameters",
+            task=task,
+        ) from exc
+
+
+@attrs.frozen(eq=False)
+class TaskSpec(Generic[P, R]):
+    """A declared task: a function plus how and when to run it. Immutable; use ``evolve``.
+
+    Calling a spec calls its function, so decorated functions stay unit-testable. Specs compare
+    by identity: two declarations are two tasks, even with equal options.
+
+    Attributes:
+        name: unique name within a graph.
+        fn: the function (sync or ``async def``).
+        deps: incoming edges, in declaration order.
+        retry: the retry policy.
+        timeout_s: per-attempt timeout in seconds, or ``None``.
+        detached: run after the main DAG as a side effect; failures never fail the run.
+        when: gate over the dependency values (keyword arguments); falsy → SKIPPED.
+        validate: contract over the dependency values; raising → FAILED without retry.
+        retry_until: predicate over the returned value; falsy → retry within the budget.
+        retain_result: ``False`` releases the value once no consumer can need it.
+        version: explicit behaviour version for step keys; wins over the code hash.
+        upstream_param: parameter receiving every dependency value as one ``dict``
+            (disables named injection), as flowrun's ``upstream``.
+        context_param: parameter receiving the run's context object, if any.
+        is_async: whether ``fn`` is a coroutine function (awaited, never returned).
+        signature: the function's signature, read once.
+        seq: declaration order, the graph's deterministic tie-break.
+
+    >>> spec = TaskSpec(name="double", fn=lambda x: 2 * x)
+    >>> spec(21)
+    42
+    """
+
+    name: str
+    fn: Callable[P, R] = attrs.field(repr=False)
+    deps: tuple[Dependency, ...] = ()
+    retry: RetryPolicy = attrs.field(factory=RetryPolicy)
+    timeout_s: float | None = None
+    detached: bool = False
+    when: Callable[..., object] | None = attrs.field(default=None, repr=False)
+    validate: Callable[..., object] | None = attrs.field(default=None, repr=False)
+    retry_until: Callable[[Any], object] | None = attrs.field(default=None, repr=False)
+    retain_result: bool = True
+    version: str | None = None
+    upstream_param: str | None = None
+    context_param: str | None = None
+    is_async: bool = attrs.field(init=False, repr=False)
+    signature: inspect.Signature = attrs.field(init=False, repr=False)
+    seq: int = attrs.field(factory=_next_seq, repr=False)
+
+    @is_async.default
+    def _is_async_default(self) -> bool:
+        return inspect.iscoroutinefunction(self.fn)
+
+    @signature.default
+    def _signature_default(self) -> inspect.Signature:
+        return _signature(self.fn, self.name)
+
+    def __attrs_post_init__(self) -> None:
+        name: object = self.name
+        if not isinstance(name, str) or not name:
+            raise InvalidOptionError(
+                f"a task name must be a non-empty string, got {name!r} ({type(name).__name__})",
+                option="name",
+                value=name,
+            )
+        if not callable(self.fn):
+            raise InvalidOptionError(
+                f"task {name!r}: expected a function, got {self.fn!r} "
+                f"({type(self.fn).__name__}); decorate a `def` or pass a callable",
+                option="fn",
+                value=self.fn,
+                task=name,
+            )
+        validate_timeout(self.timeout_s, task=name)
+        if not isinstance(self.retry, RetryPolicy):
+            raise InvalidOptionError(
+                f"task {name!r}: retry must be a RetryPolicy, got {self.retry!r}",
+                option="retry",
+                value=self.retry,
+                task=name,
+            )
+        for option in ("when", "validate", "retry_until"):
+            _check_callable(option, getattr(self, option), name)
+        if self.version is not None and not isinstance(self.version, str):
+            raise InvalidOptionError(
+                f"task {name!r}: version must be a string, got {self.version!r}; e.g. version='2'",
+                option="version",
+                value=self.version,
+                task=name,
+            )
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        """Call the task's function directly (no scheduling, no retries)."""
+        return self.fn(*args, **kwargs)
+
+    @property
+    def dep_names(self) -> tuple[str, ...]:
+        """The names of the upstream tasks, in declaration order."""
+        return tuple(dep.name for dep in self.deps)

@@ -1,0 +1,23 @@
+"""State stores: where snapshots and records live beyond the interpreter.
+
+Place in the data flow: snapshot → **store**. :class:`StateStore` is the protocol the interpreter
+writes through; :class:`MemoryStore` keeps runs in memory; :class:`JournalStore` is flowing's
+append-only JSON-lines journal. Serializers turn values into bytes — the store's business, never
+the snapshot's.
+"""
+
+from flowplan.store._memory import MemoryStore
+from flowplan.store._protocol import StateStore
+from flowplan.store._serializers import (
+    JsonSerializer,
+    PickleSerializer,
+    ResultSerializer,
+)
+
+__all__ = [
+    "JsonSerializer",
+    "MemoryStore",
+    "PickleSerializer",
+    "ResultSerializer",
+    "StateStore",
+]
