@@ -19,7 +19,7 @@ from typing import Any
 
 import attrs
 
-from flowplan.attempt import AttemptContext, _current
+from flowplan.attempt import NEVER_CANCELLED, AttemptContext, _current
 from flowplan.errors import RetryUntilError, TaskTimeoutError
 from flowplan.events import (
     TaskFailed,
@@ -188,8 +188,9 @@ def task_program(
 
 def _context(spec: TaskSpec[..., Any], run_id: str, attempt: int) -> AttemptContext:
     timeout = spec.timeout_s
-    deadline = None if timeout is None else time.monotonic() + timeout
-    return AttemptContext(run_id, spec.name, attempt, deadline, timeout)
+    if timeout is None:
+        return AttemptContext(run_id, spec.name, attempt, None, None, NEVER_CANCELLED)
+    return AttemptContext(run_id, spec.name, attempt, time.monotonic() + timeout, timeout)
 
 
 def _run_coroutine(spec: TaskSpec[..., Any], kwargs: Mapping[str, Any]) -> Any:

@@ -38,6 +38,8 @@ class AttemptContext:
     deadline: float | None = None
     timeout_s: float | None = None
     _cancel: threading.Event = attrs.field(factory=threading.Event, repr=False, alias="_cancel")
+    # Attempts without a timeout share one never-set event (created per attempt it would
+    # cost more than a no-op task); only timed attempts get their own, cancellable one.
 
     @property
     def cancelled(self) -> bool:
@@ -45,7 +47,12 @@ class AttemptContext:
         return self._cancel.is_set()
 
     def cancel(self) -> None:
-        """Signal the body to stop (the interpreter calls this on timeout)."""
+        """Signal the body to stop (the interpreter calls this on timeout or interruption)."""
+        if self._cancel is NEVER_CANCELLED:
+            raise RuntimeError(
+                f"attempt {self.attempt} of task {self.task!r} has no timeout, so it has no "
+                "cancellation signal of its own"
+            )
         self._cancel.set()
 
     def remaining_s(self) -> float | None:
@@ -63,6 +70,9 @@ class AttemptContext:
         if self._cancel.is_set():
             raise TaskTimeoutError(self.task, self.timeout_s or 0.0, self.attempt)
 
+
+NEVER_CANCELLED = threading.Event()
+"""The shared, never-set cancel signal of attempts without a timeout."""
 
 _current: contextvars.ContextVar[AttemptContext | None] = contextvars.ContextVar(
     "flowplan_current_attempt", default=None

@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 __all__ = ["aexecute", "execute"]
 
 _PENDING = TaskStatus.PENDING
+_RUNNING = TaskStatus.RUNNING
 
 
 class _Run:
@@ -95,8 +96,18 @@ class _Run:
         """Apply a task event; return the names that became ready to run."""
         name = event.task
         old = self.records.get(name)
+        released = isinstance(event, TaskReleased)
+        if (
+            old is not None
+            and old.status is not _PENDING
+            and old.status is not _RUNNING
+            and not released
+        ):
+            return []  # e.g. a task cancelled while its worker was about to start it
         record = advance(old, event)
-        if self.store is not None and (record.status.is_terminal or isinstance(event, TaskStarted)):
+        if self.store is not None and (
+            record.status is not _RUNNING or isinstance(event, TaskStarted)
+        ):
             try:
                 self.store.save_record(self.run_id, record)
             except SerializationError as exc:
@@ -114,7 +125,7 @@ class _Run:
         self.records[name] = record
         if self.dispatch:
             self.dispatch(event)
-        if not record.status.is_terminal or (old is not None and old.status.is_terminal):
+        if released or record.status is _RUNNING:
             return []
         return self._finished(name, record, event)
 
@@ -191,15 +202,22 @@ class _Run:
             self.main_left -= 1
 
     def _cancel_pending(self, root: str, reason: str, *, everything: bool = False) -> None:
-        """Cancel tasks that have not started (main ones; with ``everything``, detached too)."""
+        """Cancel tasks that have not started (main ones; with ``everything``, detached too).
+
+        Tasks already handed to a worker are left alone: they cancel themselves on start
+        (:meth:`should_cancel`), or finish if they were already running.
+        """
         detached = self.graph.detached
+        held = set(self.held)
         for name in self.plan.to_run:
-            if self.records[name].status is _PENDING and (everything or name not in detached):
-                if self.waiting.get(name, 0) == 0 and name not in self.held and not everything:
-                    continue  # already handed to a worker: it cancels itself on start
-                self._record_terminal(
-                    name, TaskCancelled(self.run_id, self.clock(), name, reason, root)
-                )
+            if self.records[name].status is not _PENDING:
+                continue
+            if name in detached and not everything:
+                continue
+            if self.waiting[name] == 0 and name not in held:
+                continue
+            event = TaskCancelled(self.run_id, self.clock(), name, reason, root)
+            self._record_terminal(name, event)
         if everything:
             self.held = []
 
@@ -366,6 +384,9 @@ def execute(
 
     def submit(names: list[str]) -> None:
         for name in names:
+            if inline:  # no Future, no queue hop: the cheapest path for small tasks
+                _job(run, name, emit)
+                continue
             try:
                 pool.submit(_job, run, name, emit)
             except RuntimeError as exc:  # executor shut down under us

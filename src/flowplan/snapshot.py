@@ -19,7 +19,7 @@ from flowplan._suggest import did_you_mean
 from flowplan.errors import TaskFailedError, UnknownTaskError
 from flowplan.spec import TaskSpec
 
-__all__ = ["ErrorInfo", "Snapshot", "TaskRecord", "TaskStatus"]
+__all__ = ["TERMINAL", "ErrorInfo", "Snapshot", "TaskRecord", "TaskStatus"]
 
 T = TypeVar("T")
 
@@ -37,7 +37,13 @@ class TaskStatus(enum.Enum):
     @property
     def is_terminal(self) -> bool:
         """Whether the task can no longer change in this run."""
-        return self not in (TaskStatus.PENDING, TaskStatus.RUNNING)
+        return self in TERMINAL
+
+
+TERMINAL = frozenset(
+    {TaskStatus.SUCCEEDED, TaskStatus.FAILED, TaskStatus.SKIPPED, TaskStatus.CANCELLED}
+)
+"""The statuses a task cannot leave within a run."""
 
 
 @attrs.frozen
