@@ -1,0 +1,33 @@
+"""A durable state store on SQLite: every task transition committed as it happens.
+
+Place in the data flow: snapshot → **store** (SQLite). The interpreter calls ``begin_run``,
+``save_record`` (when a task starts and when it becomes terminal) and ``finish_run``; each call
+is one committed write, so a killed process loses only the attempts that were running. Reads
+(``load``, ``get_run``, ``list_runs``) rebuild :class:`~flowplan.snapshot.Snapshot` and
+:class:`RunInfo` values, so a run can be resumed by id from another process.
+
+Guarantees and choices:
+
+* stdlib :mod:`sqlite3`; WAL journal (readers never block the writer); ``busy_timeout``;
+  ``synchronous=NORMAL`` (durable against process crashes; a power cut may lose the last
+  commits).
+* A schema version table. A file written by a newer flowplan, a file that is not a database
+  and a database that is not a flowplan store are refused with a
+  :class:`~flowplan.errors.StoreError` and left untouched.
+* Values go through a :class:`~flowplan.store.ResultSerializer` (JSON by default). A value that
+  cannot be encoded makes ``save_record`` raise :class:`~flowplan.errors.SerializationError`
+  *before* writing; the interpreter then records that task as failed with that error, so no
+  row is left RUNNING. A stored value that cannot be decoded (another serializer, an edited
+  row) never crashes a read: that task loads as FAILED (error kind ``"serialization"``), so it
+  runs again on resume.
+* Rows record their owner process: pid, a start token that detects pid reuse, hostname.
+  ``recover=True`` marks FAILED only RUNNING tasks whose owner is gone — never those of a live
+  process, nor those of another host (whose liveness cannot be checked from here).
+* ``cache_ttl_s`` caches decoded runs (what run reports read) for that many seconds. Writes
+  through the store refresh its cache at once; other processes' writes show within the TTL.
+"""
+
+from flowplan.store._sqlite._rows import RunInfo
+from flowplan.store._sqlite._store import SqliteStateStore
+
+__all__ = ["RunInfo", "SqliteStateStore"]

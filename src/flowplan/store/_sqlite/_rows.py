@@ -1,0 +1,267 @@
+"""The SQLite schema and the codec between rows and flowplan values.
+
+Place in the data flow: store (SQLite). ``encode_record`` turns a
+:class:`~flowplan.snapshot.TaskRecord` into a ``tasks`` row (its value through the store's
+serializer), ``decode_record`` turns a row back, and :class:`RunInfo` is a ``runs`` row.
+Columns are plain SQL types, so a run can be inspected with the ``sqlite3`` shell.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable
+from typing import Any
+
+import attrs
+
+from flowplan.errors import SerializationError
+from flowplan.plan import Action, Plan
+from flowplan.snapshot import ErrorInfo, TaskRecord, TaskStatus
+from flowplan.store._serializers import ResultSerializer
+
+__all__ = [
+    "INSERT_TASK_IF_MISSING",
+    "RUN_COLUMNS",
+    "SCHEMA",
+    "SCHEMA_VERSION",
+    "UPSERT_TASK",
+    "RunInfo",
+    "decode_record",
+    "dump_names",
+    "encode_record",
+    "pending_row",
+    "planned_tasks",
+    "run_info",
+]
+
+SCHEMA_VERSION = 1
+SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS flowplan_schema (version INTEGER NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS runs (run_id TEXT PRIMARY KEY, dag_name TEXT, "
+    "tasks TEXT NOT NULL, detached TEXT NOT NULL, targets TEXT, resumed_from TEXT, "
+    "created_at REAL NOT NULL, finished_at REAL, status TEXT NOT NULL, owner_pid INTEGER, "
+    "owner_token TEXT, owner_host TEXT)",
+    "CREATE TABLE IF NOT EXISTS tasks (run_id TEXT NOT NULL, name TEXT NOT NULL, "
+    "status TEXT NOT NULL, attempts INTEGER NOT NULL, payload BLOB, has_value INTEGER NOT NULL, "
+    "released INTEGER NOT NULL, error_type TEXT, error_message TEXT, error_traceback TEXT, "
+    "error_kind TEXT, started_at REAL, finished_at REAL, duration_ms REAL NOT NULL, reason TEXT, "
+    "root_cause TEXT, cached INTEGER NOT NULL, step_key TEXT, retry_delays TEXT NOT NULL, "
+    "overridden INTEGER NOT NULL, owner_pid INTEGER, owner_token TEXT, owner_host TEXT, "
+    "updated_at REAL NOT NULL, PRIMARY KEY (run_id, name))",
+    "CREATE INDEX IF NOT EXISTS tasks_by_status ON tasks (status)",
+)
+_TASK_COLUMNS = (
+    "run_id",
+    "name",
+    "status",
+    "attempts",
+    "payload",
+    "has_value",
+    "released",
+    "error_type",
+    "error_message",
+    "error_traceback",
+    "error_kind",
+    "started_at",
+    "finished_at",
+    "duration_ms",
+    "reason",
+    "root_cause",
+    "cached",
+    "step_key",
+    "retry_delays",
+    "overridden",
+    "owner_pid",
+    "owner_token",
+    "owner_host",
+    "updated_at",
+)
+_INSERT = (
+    f"INTO tasks ({', '.join(_TASK_COLUMNS)}) VALUES ({', '.join(':' + c for c in _TASK_COLUMNS)})"
+)
+UPSERT_TASK = (
+    f"INSERT {_INSERT} ON CONFLICT (run_id, name) DO UPDATE "
+    f"SET {', '.join(f'{c} = excluded.{c}' for c in _TASK_COLUMNS[2:])}"
+)
+INSERT_TASK_IF_MISSING = f"INSERT OR IGNORE {_INSERT}"
+RUN_COLUMNS = (
+    "run_id, dag_name, tasks, detached, targets, resumed_from, created_at, finished_at, status"
+)
+
+
+@attrs.frozen
+class RunInfo:
+    """What a store knows about a run besides its task records.
+
+    Attributes:
+        run_id: the run's id.
+        tasks: the planned tasks (run or reused), in plan order.
+        created_at: when the run was created (epoch seconds).
+        dag_name: the DAG it ran (``None`` when not started by an Engine).
+        detached: which of ``tasks`` are detached (their failures never fail the run).
+        targets: the targets of a subgraph run, ``None`` for a whole-DAG run.
+        resumed_from: the run this one resumed, if any.
+        finished_at: when it finished, or ``None`` while running (or after a crash).
+        status: ``"running"``, ``"succeeded"`` or ``"failed"``.
+    """
+
+    run_id: str
+    tasks: tuple[str, ...]
+    created_at: float
+    dag_name: str | None = None
+    detached: frozenset[str] = frozenset()
+    targets: tuple[str, ...] | None = None
+    resumed_from: str | None = None
+    finished_at: float | None = None
+    status: str = "running"
+
+
+def planned_tasks(plan: Plan) -> tuple[str, ...]:
+    """The tasks a plan runs or reuses, in topological order: the run's task list."""
+    return tuple(n for n, d in plan.decisions.items() if d.action is not Action.NOT_NEEDED)
+
+
+def dump_names(names: Iterable[str] | None) -> str | None:
+    """Names as a JSON list (``None`` stays ``None``)."""
+    return None if names is None else json.dumps(list(names))
+
+
+def _load_names(text: str | None) -> tuple[str, ...] | None:
+    return None if text is None else tuple(str(n) for n in json.loads(text))
+
+
+def run_info(row: sqlite3.Row) -> RunInfo:
+    """A ``runs`` row (selected as :data:`RUN_COLUMNS`) as a :class:`RunInfo`."""
+    return RunInfo(
+        run_id=row["run_id"],
+        dag_name=row["dag_name"],
+        tasks=_load_names(row["tasks"]) or (),
+        detached=frozenset(_load_names(row["detached"]) or ()),
+        targets=_load_names(row["targets"]),
+        resumed_from=row["resumed_from"],
+        created_at=row["created_at"],
+        finished_at=row["finished_at"],
+        status=row["status"],
+    )
+
+
+def encode_record(
+    run_id: str,
+    record: TaskRecord,
+    serializer: ResultSerializer,
+    owner: tuple[int, str, str],
+    now: float,
+) -> dict[str, Any]:
+    """The ``tasks`` row for ``record`` (parameters for :data:`UPSERT_TASK`).
+
+    Raises:
+        SerializationError: a succeeded task's value cannot be encoded. A failed task's value
+            (an exhausted ``retry_until``) is informational and dropped instead.
+    """
+    payload: bytes | None = None
+    has_value = record.has_value
+    if has_value:
+        try:
+            payload = bytes(serializer.dumps(record.value))
+        except Exception as exc:
+            if record.status is TaskStatus.SUCCEEDED:
+                raise SerializationError(
+                    f"task {record.name!r}: its value cannot be stored by "
+                    f"{type(serializer).__name__}: {exc}",
+                    value_type=getattr(exc, "value_type", type(record.value).__qualname__),
+                    path=getattr(exc, "path", "$"),
+                ) from exc
+            has_value = False
+    error = record.error
+    return {
+        "run_id": run_id,
+        "name": record.name,
+        "status": record.status.value,
+        "attempts": record.attempts,
+        "payload": payload,
+        "has_value": int(has_value),
+        "released": int(record.released),
+        "error_type": None if error is None else error.type,
+        "error_message": None if error is None else error.message,
+        "error_traceback": None if error is None else error.traceback,
+        "error_kind": None if error is None else error.kind,
+        "started_at": record.started_at,
+        "finished_at": record.finished_at,
+        "duration_ms": record.duration_ms,
+        "reason": record.reason,
+        "root_cause": record.root_cause,
+        "cached": int(record.cached),
+        "step_key": record.step_key,
+        "retry_delays": json.dumps(list(record.retry_delays)),
+        "overridden": int(record.overridden),
+        "owner_pid": owner[0],
+        "owner_token": owner[1],
+        "owner_host": owner[2],
+        "updated_at": now,
+    }
+
+
+def decode_record(row: sqlite3.Row, serializer: ResultSerializer) -> TaskRecord:
+    """A ``tasks`` row as a :class:`TaskRecord`, never raising.
+
+    A row that cannot be read — typically a value the serializer cannot decode — becomes a
+    FAILED record (error kind ``"serialization"``) so the task runs again on resume.
+    """
+    name = str(row["name"])
+    try:
+        has_value = bool(row["has_value"]) and row["payload"] is not None
+        error = None
+        if row["error_type"] is not None:
+            error = ErrorInfo(
+                row["error_type"],
+                row["error_message"] or "",
+                row["error_traceback"] or "",
+                row["error_kind"] or "error",
+            )
+        return TaskRecord(
+            name,
+            TaskStatus(row["status"]),
+            attempts=int(row["attempts"]),
+            value=serializer.loads(bytes(row["payload"])) if has_value else None,
+            has_value=has_value,
+            error=error,
+            started_at=row["started_at"],
+            finished_at=row["finished_at"],
+            duration_ms=float(row["duration_ms"]),
+            reason=row["reason"],
+            root_cause=row["root_cause"],
+            cached=bool(row["cached"]),
+            step_key=row["step_key"],
+            retry_delays=tuple(float(d) for d in json.loads(row["retry_delays"] or "[]")),
+            released=bool(row["released"]),
+            overridden=bool(row["overridden"]),
+        )
+    except Exception as exc:
+        message = (
+            f"the stored record of task {name!r} cannot be read ({type(exc).__name__}: {exc}); "
+            "it is treated as not succeeded and runs again on resume"
+        )
+        return TaskRecord(
+            name,
+            TaskStatus.FAILED,
+            error=ErrorInfo("flowplan.errors.SerializationError", message, kind="serialization"),
+            reason=message,
+            root_cause=name,
+        )
+
+
+def pending_row(run_id: str, name: str, owner: tuple[int, str, str], now: float) -> dict[str, Any]:
+    """The ``tasks`` row of a task that has not started yet."""
+    return encode_record(run_id, TaskRecord(name, TaskStatus.PENDING), _NO_VALUES, owner, now)
+
+
+class _NoValues:
+    def dumps(self, value: object) -> bytes:  # pragma: no cover - pending rows carry no value
+        raise AssertionError("a pending record has no value")
+
+    def loads(self, data: bytes) -> object:  # pragma: no cover
+        raise AssertionError("a pending record has no value")
+
+
+_NO_VALUES = _NoValues()

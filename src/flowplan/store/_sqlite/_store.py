@@ -1,0 +1,364 @@
+"""``SqliteStateStore``: runs and task records in one SQLite file, committed as they happen.
+
+Place in the data flow: snapshot → **store** (SQLite). See the package docstring
+(:mod:`flowplan.store._sqlite`) for the guarantees; this module is the store itself.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Sequence
+from types import TracebackType
+from typing import Any
+
+from flowplan._suggest import did_you_mean
+from flowplan.errors import InvalidOptionError, StoreError, UnknownTaskError
+from flowplan.plan import Plan
+from flowplan.snapshot import Snapshot, TaskRecord
+from flowplan.store._serializers import JsonSerializer, ResultSerializer
+from flowplan.store._sqlite._process import own_identity, owner_alive
+from flowplan.store._sqlite._rows import (
+    INSERT_TASK_IF_MISSING,
+    RUN_COLUMNS,
+    SCHEMA,
+    SCHEMA_VERSION,
+    UPSERT_TASK,
+    RunInfo,
+    decode_record,
+    dump_names,
+    encode_record,
+    pending_row,
+    planned_tasks,
+    run_info,
+)
+
+__all__ = ["SqliteStateStore"]
+
+
+def _check_seconds(option: str, value: object) -> None:
+    if value is not None and (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or value < 0
+    ):
+        raise InvalidOptionError(
+            f"SqliteStateStore: {option} must be a finite number of seconds >= 0 or None, got "
+            f"{value!r} ({type(value).__name__})",
+            option=option,
+            value=value,
+        )
+
+
+class SqliteStateStore:
+    """Persist runs and task records in one SQLite file.
+
+    Implements :class:`flowplan.store.StateStore` (usable by ``execute``/``aexecute`` and
+    ``Flow``) and what :class:`flowplan.engine.Engine` needs (``create_run``, ``load``,
+    ``get_run``, ``list_runs``).
+
+    Args:
+        db_path: the database file (created if missing) or ``":memory:"``.
+        serializer: how values become bytes (default :class:`JsonSerializer`; pickle is
+            opt-in and unsafe for files you did not write).
+        cache_ttl_s: keep decoded runs for this many seconds (``None`` or 0: always read).
+            Writes through this store refresh its cache at once; writes by other processes
+            show within the TTL.
+        recover: on open, mark FAILED the RUNNING tasks whose owning process is gone.
+        busy_timeout_s: how long a write waits for another writer's lock.
+
+    Raises:
+        StoreError: the file is not a database, belongs to something else, or was written by
+            a newer flowplan (the file is left untouched).
+        InvalidOptionError: ``cache_ttl_s`` or ``busy_timeout_s`` is out of range.
+
+    >>> with SqliteStateStore(":memory:") as store:
+    ...     store.list_runs()
+    []
+    """
+
+    def __init__(
+        self,
+        db_path: str | os.PathLike[str],
+        serializer: ResultSerializer | None = None,
+        cache_ttl_s: float | None = None,
+        recover: bool = False,
+        *,
+        busy_timeout_s: float = 5.0,
+    ) -> None:
+        _check_seconds("cache_ttl_s", cache_ttl_s)
+        _check_seconds("busy_timeout_s", busy_timeout_s)
+        self.path = os.fspath(db_path)
+        self.serializer: ResultSerializer = (
+            serializer if serializer is not None else JsonSerializer()
+        )
+        self.cache_ttl_s = cache_ttl_s
+        self._cache: dict[str, tuple[float, RunInfo, Snapshot]] = {}
+        self._lock = threading.RLock()
+        self._conn: sqlite3.Connection | None = self._open(busy_timeout_s)
+        if recover:
+            self.recover()
+
+    # -- lifecycle --------------------------------------------------------------------------
+    def _open(self, busy_timeout_s: float) -> sqlite3.Connection:
+        where = f"cannot open {self.path!r} as a flowplan SQLite state store"
+        try:
+            conn = sqlite3.connect(
+                self.path, timeout=busy_timeout_s, isolation_level=None, check_same_thread=False
+            )
+        except sqlite3.Error as exc:
+            raise StoreError(f"{where}: {exc}; check the path and its permissions") from exc
+        try:
+            conn.row_factory = sqlite3.Row
+            conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
+            # Read before writing anything: a file that is not ours is never modified.
+            query = "SELECT name FROM sqlite_master WHERE type = 'table'"
+            tables = {row[0] for row in conn.execute(query)}
+            if "flowplan_schema" in tables:
+                found = conn.execute("SELECT MAX(version) FROM flowplan_schema").fetchone()[0]
+                if found is not None and found > SCHEMA_VERSION:
+                    raise StoreError(
+                        f"{where}: it uses schema version {found}, newer than this flowplan "
+                        f"supports ({SCHEMA_VERSION}); upgrade flowplan to read it"
+                    )
+            elif tables - {"sqlite_sequence"}:
+                raise StoreError(
+                    f"{where}: it is the SQLite database of something else (tables "
+                    f"{', '.join(sorted(tables))}); give the store a file of its own"
+                )
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")
+            conn.execute("BEGIN IMMEDIATE")
+            for statement in SCHEMA:
+                conn.execute(statement)
+            if conn.execute("SELECT COUNT(*) FROM flowplan_schema").fetchone()[0] == 0:
+                conn.execute("INSERT INTO flowplan_schema (version) VALUES (?)", (SCHEMA_VERSION,))
+            conn.execute("COMMIT")
+        except sqlite3.DatabaseError as exc:
+            conn.close()
+            raise StoreError(
+                f"{where}: {exc}. The file was left untouched; point db_path at a new file or "
+                "at a store written by flowplan"
+            ) from exc
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def close(self) -> None:
+        """Close the database connection (idempotent)."""
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+            self._cache.clear()
+
+    def __enter__(self) -> SqliteStateStore:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"SqliteStateStore({self.path!r}, {'closed' if self._conn is None else 'open'})"
+
+    def _db(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise StoreError(
+                f"the SqliteStateStore on {self.path!r} is closed; open a new "
+                "SqliteStateStore(db_path) to keep using the file"
+            )
+        return self._conn
+
+    def _write(self, sql: str, params: Any, *, run_id: str) -> None:
+        with self._lock:
+            try:
+                self._db().execute(sql, params)
+            except sqlite3.Error as exc:
+                raise StoreError(f"cannot write run {run_id!r} to {self.path!r}: {exc}") from exc
+            self._cache.pop(run_id, None)
+
+    # -- writing (the interpreter's StateStore protocol + the engine's create_run) ----------
+    def create_run(
+        self,
+        plan: Plan,
+        *,
+        dag_name: str | None,
+        targets: Sequence[str] | None = None,
+        resumed_from: str | None = None,
+    ) -> None:
+        """Record a new run, its metadata and a PENDING row per planned task, in one commit.
+
+        Raises:
+            StoreError: the database cannot be written.
+        """
+        tasks = planned_tasks(plan)
+        owner = own_identity()
+        now = time.time()
+        detached = sorted(plan.graph.detached.intersection(tasks))
+        run_row = (plan.run_id, dag_name, dump_names(tasks), dump_names(detached))
+        run_row_rest = (dump_names(targets), resumed_from, now, None, "running", *owner)
+        with self._lock:
+            conn = self._db()
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                conn.execute(
+                    f"INSERT INTO runs ({RUN_COLUMNS}, owner_pid, owner_token, owner_host) "
+                    f"VALUES ({', '.join('?' * 12)}) ON CONFLICT (run_id) DO UPDATE SET "
+                    "dag_name = excluded.dag_name, targets = excluded.targets, "
+                    "resumed_from = excluded.resumed_from, status = 'running', "
+                    "owner_pid = excluded.owner_pid, owner_token = excluded.owner_token, "
+                    "owner_host = excluded.owner_host",
+                    (*run_row, *run_row_rest),
+                )
+                rows = [pending_row(plan.run_id, name, owner, now) for name in tasks]
+                conn.executemany(INSERT_TASK_IF_MISSING, rows)
+                conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise StoreError(
+                    f"cannot record run {plan.run_id!r} in {self.path!r}: {exc}"
+                ) from exc
+            self._cache.pop(plan.run_id, None)
+
+    def begin_run(self, plan: Plan) -> None:
+        """A run of ``plan`` starts; it is created here unless :meth:`create_run` did it."""
+        with self._lock:
+            query = "SELECT 1 FROM runs WHERE run_id = ?"
+            exists = self._db().execute(query, (plan.run_id,)).fetchone() is not None
+            if not exists:
+                self.create_run(plan, dag_name=None)
+
+    def save_record(self, run_id: str, record: TaskRecord) -> None:
+        """Commit ``record`` as its task's latest state in ``run_id``.
+
+        Raises:
+            SerializationError: a succeeded task's value cannot be encoded (nothing written).
+            StoreError: the database cannot be written.
+        """
+        row = encode_record(run_id, record, self.serializer, own_identity(), time.time())
+        self._write(UPSERT_TASK, row, run_id=run_id)
+
+    def finish_run(self, snapshot: Snapshot, status: str) -> None:
+        """Mark the run finished with ``status`` (``"succeeded"`` or ``"failed"``)."""
+        sql = "UPDATE runs SET status = ?, finished_at = ? WHERE run_id = ?"
+        self._write(sql, (status, time.time(), snapshot.run_id), run_id=snapshot.run_id)
+
+    # -- reading ----------------------------------------------------------------------------
+    def _read_run(self, run_id: str) -> tuple[RunInfo, Snapshot]:
+        with self._lock:
+            if self.cache_ttl_s:
+                hit = self._cache.get(run_id)
+                if hit is not None and time.monotonic() - hit[0] < self.cache_ttl_s:
+                    return hit[1], hit[2]
+            conn = self._db()
+            try:
+                conn.execute("BEGIN")  # one consistent read of the run and its tasks
+                try:
+                    query = f"SELECT {RUN_COLUMNS} FROM runs WHERE run_id = ?"
+                    row = conn.execute(query, (run_id,)).fetchone()
+                    query = "SELECT * FROM tasks WHERE run_id = ? ORDER BY rowid"
+                    rows = conn.execute(query, (run_id,)).fetchall()
+                finally:
+                    conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                raise StoreError(f"cannot read run {run_id!r} from {self.path!r}: {exc}") from exc
+            if row is None:
+                raise self._unknown(run_id)
+            info = run_info(row)
+            records = {r["name"]: decode_record(r, self.serializer) for r in rows}
+            snapshot = Snapshot(run_id, records)
+            if self.cache_ttl_s:
+                self._cache[run_id] = (time.monotonic(), info, snapshot)
+            return info, snapshot
+
+    def _unknown(self, run_id: str) -> UnknownTaskError:
+        query = "SELECT run_id FROM runs ORDER BY created_at DESC LIMIT 200"
+        recent = [row[0] for row in self._db().execute(query)]
+        hint, best = did_you_mean(run_id, recent)
+        return UnknownTaskError(
+            f"no run {run_id!r} in the SQLite store {self.path!r}; "
+            + (hint if recent else "the store has no runs yet"),
+            name=run_id,
+            known=sorted(recent),
+            suggestion=best,
+        )
+
+    def load(self, run_id: str) -> Snapshot:
+        """The latest snapshot of ``run_id`` (for ``plan(graph, snapshot)``, i.e. resume).
+
+        Raises:
+            UnknownTaskError: no run with that id ("did you mean ...").
+        """
+        return self._read_run(run_id)[1]
+
+    def get_run(self, run_id: str) -> RunInfo:
+        """The metadata of ``run_id``.
+
+        Raises:
+            UnknownTaskError: no run with that id ("did you mean ...").
+        """
+        return self._read_run(run_id)[0]
+
+    def list_runs(self, dag_name: str | None = None) -> list[RunInfo]:
+        """Every run (of ``dag_name``, if given), oldest first."""
+        sql, params = f"SELECT {RUN_COLUMNS} FROM runs", tuple[str, ...]()
+        if dag_name is not None:
+            sql, params = f"{sql} WHERE dag_name = ?", (dag_name,)
+        with self._lock:
+            rows = self._db().execute(f"{sql} ORDER BY created_at, rowid", params).fetchall()
+        return [run_info(row) for row in rows]
+
+    # -- recovery ---------------------------------------------------------------------------
+    def recover(self) -> tuple[tuple[str, str], ...]:
+        """Mark FAILED every RUNNING task whose owning process is gone, and finish its run.
+
+        Tasks owned by a live process (this one included) or by another host are left alone.
+        The recovered error reads ``PROCESS_CRASH`` (flowrun's word) with the owner's pid.
+
+        Returns:
+            The ``(run_id, task)`` pairs that were marked failed.
+        """
+        with self._lock:
+            conn = self._db()
+            tasks = conn.execute(
+                "SELECT run_id, name, owner_pid, owner_token, owner_host FROM tasks "
+                "WHERE status = 'running'"
+            ).fetchall()
+            runs = conn.execute(
+                "SELECT run_id, owner_pid, owner_token, owner_host FROM runs "
+                "WHERE status = 'running'"
+            ).fetchall()
+        now = time.time()
+        recovered: list[tuple[str, str]] = []
+        for run_id, name, pid, token, host in tasks:
+            if owner_alive(pid, token, host):
+                continue
+            message = (
+                f"PROCESS_CRASH: process {pid} on {host} that was running task {name!r} is "
+                "gone; recovered as failed — resume the run to retry it"
+            )
+            self._write(
+                "UPDATE tasks SET status = 'failed', error_type = 'builtins.RuntimeError', "
+                "error_message = ?, error_traceback = '', error_kind = 'crashed', reason = ?, "
+                "root_cause = name, finished_at = ?, updated_at = ? WHERE run_id = ? AND "
+                "name = ? AND status = 'running' AND owner_pid IS ? AND owner_token IS ?",
+                (message, message, now, now, run_id, name, pid, token),
+                run_id=run_id,
+            )
+            recovered.append((run_id, name))
+        for run_id, pid, token, host in runs:
+            if not owner_alive(pid, token, host):
+                sql = "UPDATE runs SET status = 'failed', finished_at = ? WHERE run_id = ? AND "
+                self._write(sql + "status = 'running'", (now, run_id), run_id=run_id)
+        return tuple(recovered)
