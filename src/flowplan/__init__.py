@@ -41,6 +41,7 @@ from flowplan.events import (
     TaskTimedOut,
 )
 from flowplan.executors import InlineExecutor
+from flowplan.flow import Flow, StepResult, StepState
 from flowplan.graph import TaskGraph
 from flowplan.hooks import CallbackHook, Hook, RecordingHook, StructlogHook
 from flowplan.interpreter import aexecute, execute
@@ -64,6 +65,7 @@ __all__ = [
     "DuplicateTaskError",
     "ErrorInfo",
     "Event",
+    "Flow",
     "FlowplanError",
     "GraphValidationError",
     "Hook",
@@ -83,6 +85,8 @@ __all__ = [
     "SignatureMismatchError",
     "Snapshot",
     "StateStore",
+    "StepResult",
+    "StepState",
     "StoreError",
     "StructlogHook",
     "TaskCancelled",

@@ -306,7 +306,11 @@ async def acall(
             task = asyncio.ensure_future(spec.fn(**kwargs))
         finally:
             _current.reset(token)
-        done, _ = await asyncio.wait({task}, timeout=spec.timeout_s)
+        try:
+            done, _ = await asyncio.wait({task}, timeout=spec.timeout_s)
+        except asyncio.CancelledError:  # the run itself was cancelled: so is the body
+            task.cancel()
+            raise
         if not done:
             ctx.cancel()
             task.cancel()

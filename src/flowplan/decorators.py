@@ -151,7 +151,7 @@ def task(
             retain_result=retain_result,
             version=version,
         )
-        (registry or active_registry()).register(spec)
+        (registry if registry is not None else active_registry()).register(spec)
         return spec
 
     if fn is not None:

@@ -29,7 +29,7 @@ from flowplan.errors import (
     SignatureMismatchError,
     UnknownTaskError,
 )
-from flowplan.registry import Registry, default_registry
+from flowplan.registry import Registry, active_registry
 from flowplan.spec import TaskSpec
 
 __all__ = ["TaskGraph"]
@@ -113,6 +113,8 @@ def _check_function(spec: TaskSpec[..., Any], problems: list[DefinitionError]) -
 
 
 def _check_gates(spec: TaskSpec[..., Any], problems: list[DefinitionError]) -> None:
+    if spec.when is None and spec.validate is None and spec.retry_until is None:
+        return
     dep_kwargs = dict.fromkeys(spec.dep_names)
     gates: tuple[tuple[str, Any, tuple[Any, ...], dict[str, None]], ...] = (
         ("when", spec.when, (), dep_kwargs),
@@ -146,8 +148,9 @@ def _check_gates(spec: TaskSpec[..., Any], problems: list[DefinitionError]) -> N
 
 def _find_cycle(remaining: Iterable[str], preds: Mapping[str, tuple[str, ...]]) -> list[str]:
     sub: nx.DiGraph[str] = nx.DiGraph()
-    nodes = set(remaining)
-    for name in nodes:
+    ordered = list(remaining)  # declaration order, not set order: the same cycle every run
+    nodes = set(ordered)
+    for name in ordered:
         sub.add_edges_from((dep, name) for dep in preds[name] if dep in nodes)
     edges = nx.find_cycle(sub)
     path = [edges[0][0]] + [v for _, v in edges]
@@ -253,11 +256,14 @@ class TaskGraph:
         order = cls._toposort(by_name, preds, succs, problems)
         if problems:
             raise GraphValidationError("invalid task graph", problems)
+        position = {name: i for i, name in enumerate(order)}
         return cls(
             specs=MappingProxyType({name: by_name[name] for name in order}),
             order=order,
             predecessors=MappingProxyType(preds),
-            successors=MappingProxyType({n: tuple(s) for n, s in succs.items()}),
+            successors=MappingProxyType(  # graph order, whatever order the specs came in
+                {n: tuple(sorted(s, key=position.__getitem__)) for n, s in succs.items()}
+            ),
             inputs=MappingProxyType(inputs),
             detached=frozenset(n for n, s in by_name.items() if s.detached),
         )
@@ -302,6 +308,7 @@ class TaskGraph:
         As in flowing, a detached task in the registry joins when every dependency it has is
         already collected (repeated to a fixed point, so detached chains join). Tasks are matched
         by identity, never by name, so stale definitions that reuse a name stay out.
+        ``registry`` defaults to the active registry (the one ``@task`` registers into).
         """
         collected: dict[int, TaskSpec[..., Any]] = {}
         stack = list(terminals)
@@ -311,7 +318,8 @@ class TaskGraph:
                 continue
             collected[id(spec)] = spec
             stack.extend(dep.spec for dep in spec.deps if dep.spec is not None)
-        candidates = [s for s in (registry or default_registry()).specs() if s.detached and s.deps]
+        source = registry if registry is not None else active_registry()  # empty ones are falsy
+        candidates = [s for s in source.specs() if s.detached and s.deps]
         names = {spec.name for spec in collected.values()}
         changed = True
         while changed:

@@ -78,11 +78,15 @@ class _Run:
         self.held: list[str] = []
         self.stopped: str | None = None  # root cause of a fail-fast stop
         self.fatal: BaseException | None = None
+        self.fatal_in: str | None = None  # the task that interrupted the run
         self.consumers_left: dict[str, int] = {}
         for name in graph.order:
-            consumers = graph.successors[name]
-            if consumers and not graph.specs[name].retain_result:
-                self.consumers_left[name] = sum(s in run_set for s in consumers)
+            if not graph.specs[name].retain_result:
+                # Only consumers in this run release a value: one no consumer here reads (a
+                # target, or consumers left out of the plan) is kept for whoever reads it next.
+                left = sum(s in run_set for s in graph.successors[name])
+                if left:
+                    self.consumers_left[name] = left
         self.started = time.perf_counter()
 
     # -- events ---------------------------------------------------------------------------
@@ -155,9 +159,10 @@ class _Run:
             verb = record.status.value
             ready.extend(self._skip_downstream(name, root, verb))
             failed = record.status is TaskStatus.FAILED
-            if isinstance(event, TaskFailed) and event.fatal:
+            if isinstance(event, TaskFailed) and event.fatal and self.fatal is None:
                 exc = record.error.exception if record.error else None
                 self.fatal = exc if exc is not None else KeyboardInterrupt()
+                self.fatal_in = name
                 self._cancel_pending(root, f"the run was interrupted in {name!r}", everything=True)
             elif failed and self.fail_fast and not detached and self.stopped is None:
                 self.stopped = name
@@ -178,17 +183,22 @@ class _Run:
         return out
 
     def _skip_downstream(self, name: str, root: str, verb: str) -> list[str]:
-        ready: list[str] = []
+        """Skip every pending task below ``name``; below a cancelled task, cancel them."""
+        cancel = verb == TaskStatus.CANCELLED.value
         stack = [(name, verb)]
         while stack:
             upstream, how = stack.pop()
             for succ in self.graph.successors[upstream]:
                 if succ in self.run_set and self.records[succ].status is _PENDING:
                     reason = f"upstream {upstream!r} {how}"
-                    event = TaskSkipped(self.run_id, self.clock(), succ, reason, root)
+                    event: TaskSkipped | TaskCancelled
+                    if cancel:  # it never started because the run stopped: not a skip
+                        event = TaskCancelled(self.run_id, self.clock(), succ, reason, root)
+                    else:
+                        event = TaskSkipped(self.run_id, self.clock(), succ, reason, root)
                     self._record_terminal(succ, event)
-                    stack.append((succ, "was skipped"))
-        return ready
+                    stack.append((succ, "was cancelled" if cancel else "was skipped"))
+        return []
 
     def _record_terminal(self, name: str, event: TaskSkipped | TaskCancelled) -> None:
         record = advance(self.records.get(name), event)
@@ -218,6 +228,8 @@ class _Run:
                 continue
             event = TaskCancelled(self.run_id, self.clock(), name, reason, root)
             self._record_terminal(name, event)
+            # the (detached) tasks below it can never run now; without this the run never ends
+            self._skip_downstream(name, root, TaskStatus.CANCELLED.value)
         if everything:
             self.held = []
 
@@ -243,8 +255,11 @@ class _Run:
 
     def should_cancel(self, name: str) -> TaskCancelled | None:
         """For a task about to start: a cancellation if the run stopped meanwhile."""
-        if self.fatal is not None or (self.stopped is not None and name not in self.graph.detached):
-            reason = f"fail-fast: {self.stopped!r} failed" if self.stopped else "run interrupted"
+        if self.fatal is not None:
+            reason = f"the run was interrupted in {self.fatal_in!r}"
+            return TaskCancelled(self.run_id, self.clock(), name, reason, self.fatal_in)
+        if self.stopped is not None and name not in self.graph.detached:
+            reason = f"fail-fast: {self.stopped!r} failed"
             return TaskCancelled(self.run_id, self.clock(), name, reason, self.stopped)
         return None
 
@@ -321,7 +336,7 @@ def _job(run: _Run, name: str, emit: Callable[[TaskEvent], None]) -> None:
         emit(
             TaskFailed(
                 run.run_id,
-                time.time(),
+                run.clock(),
                 name,
                 0,
                 info,
@@ -329,6 +344,23 @@ def _job(run: _Run, name: str, emit: Callable[[TaskEvent], None]) -> None:
                 fatal=not isinstance(exc, Exception),
             )
         )
+
+
+def _run_inline(run: _Run) -> None:
+    """Drive ``run`` in this thread, one task at a time (the :class:`InlineExecutor` path).
+
+    Each task's events are applied before the next task starts, so fail-fast and interruptions
+    stop exactly the tasks that have not started. No futures, no queue hop: the cheapest path.
+    """
+    events: collections.deque[TaskEvent] = collections.deque()
+    ready = collections.deque(run.start())
+    while run.unfinished > 0:
+        if events:
+            ready.extend(run.apply(events.popleft()))
+        elif ready:
+            _job(run, ready.popleft(), events.append)
+        else:  # pragma: no cover - a scheduling bug must not pass as a hang or an IndexError
+            raise RuntimeError(f"flowplan bug: {run.unfinished} task(s) can never become ready")
 
 
 def execute(
@@ -372,21 +404,18 @@ def execute(
     run = _Run(plan, fail_fast=fail_fast, hooks=hooks, store=store, context=context, clock=clock)
     owned = executor is None
     pool: Executor = executor or ThreadPoolExecutor(max_workers, thread_name_prefix="flowplan")
-    inline = isinstance(pool, InlineExecutor)
-    events: collections.deque[TaskEvent] | queue.SimpleQueue[TaskEvent]
-    if inline:
-        events = collections.deque()
-        emit: Callable[[TaskEvent], None] = events.append
-        take: Callable[[], TaskEvent] = events.popleft
-    else:
-        events = queue.SimpleQueue()
-        emit, take = events.put, events.get
+    if isinstance(pool, InlineExecutor):
+        try:
+            _run_inline(run)
+        finally:
+            if owned:
+                pool.shutdown(wait=False)
+        return run.finish()
+    events: queue.SimpleQueue[TaskEvent] = queue.SimpleQueue()
+    emit = events.put
 
     def submit(names: list[str]) -> None:
         for name in names:
-            if inline:  # no Future, no queue hop: the cheapest path for small tasks
-                _job(run, name, emit)
-                continue
             try:
                 pool.submit(_job, run, name, emit)
             except RuntimeError as exc:  # executor shut down under us
@@ -396,7 +425,7 @@ def execute(
     try:
         submit(run.start())
         while run.unfinished > 0:
-            submit(run.apply(take()))
+            submit(run.apply(events.get()))
     finally:
         if owned:
             pool.shutdown(wait=False)
@@ -427,12 +456,21 @@ async def aexecute(
     limit = asyncio.Semaphore(max_workers) if max_workers is not None else None
     finished = asyncio.Event()
     tasks: set[asyncio.Task[None]] = set()
+    stopped: list[BaseException] = []  # what ended the run early (a store error, a cancel)
 
     def run_sync(fn: Callable[[], Outcome]) -> asyncio.Future[Outcome]:
         return loop.run_in_executor(executor, fn)
 
     def emit(event: TaskEvent) -> None:
-        spawn(run.apply(event))
+        if stopped:
+            return  # the run already ended with an error: late events are dropped
+        try:
+            ready = run.apply(event)
+        except BaseException as exc:  # e.g. a store that cannot write: end the run with it
+            stopped.append(exc)
+            finished.set()
+            return
+        spawn(ready)
         if run.unfinished == 0:
             finished.set()
 
@@ -481,8 +519,18 @@ async def aexecute(
             tasks.add(task)
             task.add_done_callback(tasks.discard)
 
-    spawn(run.start())
-    if run.unfinished == 0:
-        finished.set()
-    await finished.wait()
+    try:
+        spawn(run.start())
+        if run.unfinished == 0:
+            finished.set()
+        await finished.wait()
+    except BaseException as exc:  # cancelled or interrupted while waiting
+        stopped.append(exc)
+        raise
+    finally:
+        if stopped:  # nothing may keep running for a run that has ended
+            for job_task in tasks:
+                job_task.cancel()
+    if stopped:
+        raise stopped[0]
     return run.finish()

@@ -30,12 +30,14 @@ class Registry:
 
     def __init__(self) -> None:
         self._specs: list[TaskSpec[..., Any]] = []
+        self._ids: set[int] = set()  # registered specs stay alive here, so ids stay unique
         self._lock = threading.Lock()
 
     def register(self, spec: TaskSpec[..., Any]) -> None:
         """Add ``spec`` (idempotent for the same object)."""
         with self._lock:
-            if not any(existing is spec for existing in self._specs[-1:]):
+            if id(spec) not in self._ids:
+                self._ids.add(id(spec))
                 self._specs.append(spec)
 
     def specs(self) -> tuple[TaskSpec[..., Any], ...]:
@@ -47,6 +49,7 @@ class Registry:
         """Forget every registered spec."""
         with self._lock:
             self._specs.clear()
+            self._ids.clear()
 
     def activate(self) -> contextvars.Token[Registry | None]:
         """Make this registry the target of ``task`` in the current context.
@@ -81,7 +84,8 @@ def default_registry() -> Registry:
 
 def active_registry() -> Registry:
     """The registry ``task`` registers into now: the activated one, else the default."""
-    return _active.get() or _default
+    active = _active.get()
+    return active if active is not None else _default  # an empty registry is falsy
 
 
 def clear_registry() -> None:

@@ -8,9 +8,11 @@ are the graph's business.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import itertools
 import math
+import weakref
 from collections.abc import Callable
 from typing import Any, Generic, ParamSpec, TypeVar
 
@@ -94,15 +96,30 @@ def _check_callable(option: str, value: object, task: str) -> None:
         )
 
 
+_NO_RETRY = RetryPolicy()
+# Reading a signature costs more than the rest of a spec; generated graphs reuse one function
+# for thousands of specs, so signatures are kept per function for as long as it lives.
+_signatures: weakref.WeakKeyDictionary[Callable[..., object], inspect.Signature] = (
+    weakref.WeakKeyDictionary()
+)
+
+
 def _signature(fn: Callable[..., object], task: str) -> inspect.Signature:
     try:
-        return inspect.signature(fn)
+        return _signatures[fn]
+    except (KeyError, TypeError):  # TypeError: not weak-referenceable or not hashable
+        pass
+    try:
+        sig = inspect.signature(fn)
     except (TypeError, ValueError) as exc:  # some builtins have no signature
         raise SignatureMismatchError(
             f"task {task!r}: cannot read the signature of {fn!r} ({exc}); wrap it in a "
             "`def` with named parameters",
             task=task,
         ) from exc
+    with contextlib.suppress(TypeError):
+        _signatures[fn] = sig
+    return sig
 
 
 @attrs.frozen(eq=False)
@@ -139,7 +156,7 @@ class TaskSpec(Generic[P, R]):
     name: str
     fn: Callable[P, R] = attrs.field(repr=False)
     deps: tuple[Dependency, ...] = ()
-    retry: RetryPolicy = attrs.field(factory=RetryPolicy)
+    retry: RetryPolicy = attrs.field(default=_NO_RETRY)  # frozen, so one shared default
     timeout_s: float | None = None
     detached: bool = False
     when: Callable[..., object] | None = attrs.field(default=None, repr=False)
@@ -159,7 +176,10 @@ class TaskSpec(Generic[P, R]):
 
     @signature.default
     def _signature_default(self) -> inspect.Signature:
-        return _signature(self.fn, self.name)
+        fn: object = self.fn
+        if not callable(fn):  # reported as an InvalidOptionError in __attrs_post_init__
+            return inspect.Signature()
+        return _signature(fn, self.name)
 
     def __attrs_post_init__(self) -> None:
         name: object = self.name

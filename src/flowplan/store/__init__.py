@@ -6,6 +6,7 @@ append-only JSON-lines journal. Serializers turn values into bytes — the store
 the snapshot's.
 """
 
+from flowplan.store._journal import JournalStore
 from flowplan.store._memory import MemoryStore
 from flowplan.store._protocol import StateStore
 from flowplan.store._serializers import (
@@ -13,11 +14,15 @@ from flowplan.store._serializers import (
     PickleSerializer,
     ResultSerializer,
 )
+from flowplan.store._sqlite import RunInfo, SqliteStateStore
 
 __all__ = [
+    "JournalStore",
     "JsonSerializer",
     "MemoryStore",
     "PickleSerializer",
     "ResultSerializer",
+    "RunInfo",
+    "SqliteStateStore",
     "StateStore",
 ]

@@ -1,0 +1,393 @@
+"""Tests for the asyncio driver (``aexecute``)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Coroutine
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+import pytest
+
+from flowplan import (
+    CallbackHook,
+    Event,
+    InlineExecutor,
+    Plan,
+    RecordingHook,
+    Registry,
+    RunFinished,
+    Snapshot,
+    StoreError,
+    TaskFailed,
+    TaskGraph,
+    TaskRecord,
+    TaskRetrying,
+    TaskSpec,
+    TaskStarted,
+    TaskStatus,
+    TaskSucceeded,
+    aexecute,
+    execute,
+    fold,
+    plan,
+    task,
+)
+
+T = TypeVar("T")
+WAIT = 5.0
+
+
+def arun(coro: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(coro)
+
+
+async def run_async(*specs: TaskSpec[..., Any], **options: Any) -> tuple[Snapshot, list[Event]]:
+    recorder = RecordingHook()
+    the_plan = plan(TaskGraph.build(specs), options.pop("snapshot", None))
+    snap = await aexecute(the_plan, hooks=[recorder, *options.pop("hooks", ())], **options)
+    assert snap.is_complete
+    return snap, recorder.events
+
+
+def test_async_tasks_run_on_the_loop_and_sync_tasks_off_it(registry: Registry) -> None:
+    where: dict[str, Any] = {}
+
+    @task
+    async def fetch() -> int:
+        where["fetch_loop"] = asyncio.get_running_loop()
+        await asyncio.sleep(0)
+        return 20
+
+    @task(depends_on=[fetch])
+    def double(fetch: int) -> int:
+        where["double_thread"] = threading.get_ident()
+        return fetch * 2
+
+    @task(depends_on=[double])
+    async def plus_two(double: int) -> int:
+        return double + 2
+
+    async def main() -> tuple[Snapshot, list[Event]]:
+        where["loop"] = asyncio.get_running_loop()
+        where["loop_thread"] = threading.get_ident()
+        return await run_async(fetch, double, plus_two)
+
+    snap, events = arun(main())
+    assert snap.value(plus_two) == 42
+    assert not asyncio.iscoroutine(snap.value(fetch))
+    assert where["fetch_loop"] is where["loop"]
+    assert where["double_thread"] != where["loop_thread"]
+    finished = events[-1]
+    assert isinstance(finished, RunFinished)
+    assert finished.status == "succeeded"
+
+
+def test_sync_tasks_may_run_on_a_given_executor(registry: Registry) -> None:
+    @task
+    def one() -> int:
+        return 1
+
+    @task(depends_on=[one])
+    async def two(one: int) -> int:
+        return one + 1
+
+    with ThreadPoolExecutor(1, thread_name_prefix="mine") as pool:
+        snap, _ = arun(run_async(one, two, executor=pool))
+    assert snap.value(two) == 2
+    snap, _ = arun(run_async(one, two, executor=InlineExecutor()))
+    assert snap.value(two) == 2
+
+
+def test_gates_and_retries_behave_as_in_the_sync_driver(registry: Registry) -> None:
+    outcomes = iter([False, True])
+
+    @task
+    async def fetch() -> dict[str, Any]:
+        return {"go": True, "items": [1, 2]}
+
+    @task(depends_on=[fetch], when=lambda fetch: fetch["go"])
+    async def process(fetch: dict[str, Any]) -> int:
+        return sum(fetch["items"])
+
+    @task(depends_on=[fetch], when=lambda fetch: not fetch["go"])
+    async def skipped(fetch: dict[str, Any]) -> int:
+        raise AssertionError("must not run")
+
+    def refuse(fetch: dict[str, Any]) -> None:
+        raise ValueError("contract")
+
+    @task(depends_on=[fetch], validate=refuse, retry=2)
+    async def invalid(fetch: dict[str, Any]) -> int:
+        raise AssertionError("must not run")
+
+    @task(retry=2, retry_until=lambda v: v, retry_backoff_base_ms=1)
+    async def converge() -> bool:
+        await asyncio.sleep(0)
+        return next(outcomes)
+
+    snap, events = arun(run_async(fetch, process, skipped, invalid, converge, fail_fast=False))
+    assert snap.value(process) == 3
+    assert snap[skipped].status is TaskStatus.SKIPPED
+    assert snap[skipped].root_cause == "skipped"
+    assert snap[invalid].status is TaskStatus.FAILED
+    assert snap[invalid].attempts == 0
+    assert snap[converge].status is TaskStatus.SUCCEEDED
+    assert snap[converge].attempts == 2
+    assert snap[converge].retry_delays == (0.001,)
+    assert [e.task for e in events if isinstance(e, TaskRetrying)] == ["converge"]
+
+
+def test_fail_fast_cancels_what_has_not_started(registry: Registry) -> None:
+    bad_failed = asyncio.Event()
+
+    def on_event(event: Event) -> None:
+        if isinstance(event, TaskFailed) and event.task == "bad":
+            bad_failed.set()
+
+    @task
+    async def bad() -> None:
+        raise RuntimeError("boom")
+
+    @task
+    async def slow() -> str:
+        await asyncio.wait_for(bad_failed.wait(), WAIT)  # still running when 'bad' fails
+        return "done"
+
+    @task(depends_on=[slow])
+    async def after_slow(slow: str) -> str:
+        raise AssertionError("must not start after a fail-fast stop")
+
+    @task(depends_on=[bad])
+    async def after_bad(bad: None) -> None:
+        raise AssertionError("must not run")
+
+    @task(depends_on=[slow], detached=True)
+    async def side(slow: str) -> str:
+        return slow
+
+    snap, events = arun(
+        run_async(bad, slow, after_slow, after_bad, side, hooks=[CallbackHook(on_event)])
+    )
+    assert {n: r.status.value for n, r in snap.records.items()} == {
+        "bad": "failed",
+        "slow": "succeeded",
+        "after_slow": "cancelled",
+        "after_bad": "skipped",
+        "side": "succeeded",
+    }
+    assert snap[after_slow].root_cause == "bad"
+    finished = events[-1]
+    assert isinstance(finished, RunFinished)
+    assert finished.status == "failed"
+
+
+def test_a_ready_task_is_not_delayed_by_an_unrelated_slow_task(registry: Registry) -> None:
+    async def main() -> Snapshot:
+        downstream_ran = asyncio.Event()
+
+        @task
+        async def slow() -> bool:
+            try:
+                await asyncio.wait_for(downstream_ran.wait(), WAIT)
+            except TimeoutError:
+                return False
+            return True
+
+        @task
+        async def fast() -> int:
+            return 1
+
+        @task(depends_on=[fast])
+        async def after_fast(fast: int) -> int:
+            downstream_ran.set()
+            return fast + 1
+
+        snap, _ = await run_async(slow, fast, after_fast)
+        return snap
+
+    snap = arun(main())
+    assert snap.value("slow") is True
+    assert snap.value("after_fast") == 2
+
+
+def test_max_workers_caps_concurrency(registry: Registry) -> None:
+    async def main() -> int:
+        running = 0
+        peak = 0
+        barrier = asyncio.Barrier(2)
+
+        async def body() -> None:
+            nonlocal running, peak
+            running += 1
+            peak = max(peak, running)
+            await asyncio.wait_for(barrier.wait(), WAIT)  # two do run at once
+            await asyncio.sleep(0.005)
+            running -= 1
+
+        specs = [TaskSpec(f"t{i}", body) for i in range(6)]
+        await run_async(*specs, max_workers=2)
+        return peak
+
+    assert arun(main()) == 2
+
+
+def test_detached_tasks_run_after_main_tasks(registry: Registry) -> None:
+    @task
+    async def a() -> int:
+        return 1
+
+    @task(depends_on=[a], detached=True)
+    async def notify(a: int) -> None:
+        raise OSError("smtp down")
+
+    @task(depends_on=[a])
+    async def b(a: int) -> int:
+        await asyncio.sleep(0.005)
+        return a + 1
+
+    snap, events = arun(run_async(a, notify, b))
+    started_notify = next(
+        i for i, e in enumerate(events) if isinstance(e, TaskStarted) and e.task == "notify"
+    )
+    succeeded_b = next(
+        i for i, e in enumerate(events) if isinstance(e, TaskSucceeded) and e.task == "b"
+    )
+    assert succeeded_b < started_notify
+    assert snap[notify].status is TaskStatus.FAILED
+    finished = events[-1]
+    assert isinstance(finished, RunFinished)
+    assert finished.status == "succeeded"
+
+
+def test_nothing_to_run_finishes_at_once(registry: Registry) -> None:
+    @task
+    async def a() -> int:
+        return 1
+
+    graph = TaskGraph.build([a])
+    first = arun(aexecute(plan(graph)))
+    again = arun(aexecute(plan(graph, first)))
+    assert again.value(a) == 1
+    assert again[a] == first[a]
+
+
+def test_events_fold_to_the_snapshot(registry: Registry) -> None:
+    @task
+    async def a() -> int:
+        return 1
+
+    @task(depends_on=[a])
+    def b(a: int) -> int:
+        raise ValueError("x")
+
+    @task(depends_on=[b])
+    async def c(b: int) -> int:
+        return b
+
+    snap, events = arun(run_async(a, b, c))
+    assert fold(events) == snap
+
+
+def test_a_sync_task_raising_keyboard_interrupt_stops_the_async_run(registry: Registry) -> None:
+    @task
+    def interrupted() -> None:
+        raise KeyboardInterrupt
+
+    @task(depends_on=[interrupted])
+    async def after(interrupted: None) -> None:
+        raise AssertionError("must not run")
+
+    with pytest.raises(KeyboardInterrupt) as info:
+        arun(aexecute(plan(TaskGraph.build([interrupted, after])), max_workers=1))
+    snap = info.value.flowplan_snapshot  # type: ignore[attr-defined]
+    assert snap[interrupted].status is TaskStatus.FAILED
+    assert snap[after].status is TaskStatus.SKIPPED
+    assert snap.is_complete
+
+
+def test_async_driver_and_sync_driver_agree(registry: Registry) -> None:
+    @task
+    async def a() -> int:
+        return 2
+
+    @task(depends_on=[a])
+    def b(a: int) -> int:
+        return a * 10
+
+    @task(depends_on=[a, b])
+    async def c(a: int, b: int) -> int:
+        return a + b
+
+    graph = TaskGraph.build([a, b, c])
+    sync = execute(plan(graph), executor=InlineExecutor())
+    async_ = arun(aexecute(plan(graph)))
+    assert {n: r.value for n, r in sync.records.items()} == {
+        n: r.value for n, r in async_.records.items()
+    }
+
+
+def test_a_store_that_cannot_write_ends_the_async_run_with_its_error(registry: Registry) -> None:
+    class DiskFull:
+        def begin_run(self, plan: Plan) -> None:
+            pass
+
+        def save_record(self, run_id: str, record: TaskRecord) -> None:
+            if record.status.is_terminal:
+                raise StoreError("disk full")
+
+        def finish_run(self, snapshot: Snapshot, status: str) -> None:
+            raise AssertionError("the run ended with an error")
+
+    body_cancelled = asyncio.Event()
+
+    @task
+    async def a() -> int:
+        return 1
+
+    @task
+    async def slow() -> int:
+        try:
+            await asyncio.sleep(WAIT)
+        except asyncio.CancelledError:
+            body_cancelled.set()
+            raise
+        return 2
+
+    async def main() -> None:
+        the_plan = plan(TaskGraph.build([a, slow]))
+        with pytest.raises(StoreError, match="disk full"):
+            await asyncio.wait_for(aexecute(the_plan, store=DiskFull()), WAIT)
+        # The run ended: its other tasks are stopped, not left running on the loop.
+        await asyncio.wait_for(body_cancelled.wait(), WAIT)
+
+    arun(main())
+
+
+def test_cancelling_aexecute_cancels_its_tasks(registry: Registry) -> None:
+    started = asyncio.Event()
+    body_cancelled = asyncio.Event()
+    recorder = RecordingHook()
+
+    @task
+    async def slow() -> int:
+        started.set()
+        try:
+            await asyncio.sleep(WAIT)
+        except asyncio.CancelledError:
+            body_cancelled.set()
+            raise
+        return 1
+
+    async def main() -> None:
+        run_task = asyncio.ensure_future(aexecute(plan(TaskGraph.build([slow])), hooks=[recorder]))
+        await asyncio.wait_for(started.wait(), WAIT)
+        run_task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await run_task
+        await asyncio.wait_for(body_cancelled.wait(), WAIT)
+        await asyncio.sleep(0)
+
+    arun(main())
+    assert not any(isinstance(e, RunFinished) for e in recorder.events)
