@@ -66,7 +66,7 @@ class DuplicateTaskError(DefinitionError):
     """Two different tasks share one name in the same graph."""
 
 
-class UnknownTaskError(DefinitionError, LookupError):
+class UnknownTaskError(DefinitionError, KeyError):
     """A name refers to no task (a dependency, a target, a rerun request, a lookup).
 
     Attributes:

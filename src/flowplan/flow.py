@@ -127,10 +127,6 @@ def _refuse(option: str, value: object, message: str) -> NoReturn:
     raise InvalidOptionError(message, option=option, value=value)
 
 
-class _MissingResultError(UnknownTaskError, KeyError):
-    """A task has no result: ours (``UnknownTaskError``) and flowing's (``KeyError``)."""
-
-
 class _Stores:
     """Fan a run's records out to the user's store and the journal (journal first)."""
 
@@ -441,13 +437,13 @@ class Flow:
             )
         return name
 
-    def _missing(self, name: str) -> _MissingResultError:
+    def _missing(self, name: str) -> UnknownTaskError:
         known = list(self._view.records)
         if self._snapshot is None and not known:
             hint, best = "call run() first", None
         else:
             hint, best = did_you_mean(name, known)
-        return _MissingResultError(
+        return UnknownTaskError(
             f"task {name!r} has no result in this flow; {hint}",
             name=name,
             known=sorted(known),

@@ -222,7 +222,7 @@ class TaskGraph:
         succs: dict[str, list[str]] = {name: [] for name in by_name}
         inputs: dict[str, tuple[str, ...]] = {}
         for name, spec in by_name.items():
-            known: list[str] = []
+            known: dict[str, None] = {}  # ordered set: O(1) per edge, even at huge fan-in
             for dep in spec.deps:
                 upstream = by_name.get(dep.name)
                 if upstream is None:
@@ -248,7 +248,7 @@ class TaskGraph:
                         )
                     )
                 if dep.name not in known:
-                    known.append(dep.name)
+                    known[dep.name] = None
                     succs[dep.name].append(name)
             preds[name] = tuple(known)
             inputs[name] = _check_function(spec, problems)

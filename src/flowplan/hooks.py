@@ -10,6 +10,7 @@ logger it is given (default: ``structlog.get_logger("flowplan")``).
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Protocol, runtime_checkable
 
@@ -140,6 +141,16 @@ def _fields(event: Event) -> dict[str, Any]:
     return out
 
 
+class _Stderr:
+    """A file that is whatever ``sys.stderr`` is at write time (test capture, redirection)."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
 class StructlogHook:
     """Render events as structlog key-value events with past-tense snake_case names.
 
@@ -147,14 +158,31 @@ class StructlogHook:
     (``error``, ``reason``, ``root_cause``, ``delay_s`` …). Failures, timeouts and retries log
     at warning level, everything else at info.
 
+    Without an explicit ``logger`` the hook follows the application's structlog configuration
+    (``structlog.get_logger("flowplan")``) once structlog is configured; before that it writes
+    structlog's default console rendering to **stderr**, so a program's stdout stays its own.
+    The library never calls ``structlog.configure``.
+
     Args:
-        logger: any structlog-style logger (default: ``structlog.get_logger("flowplan")``).
+        logger: any structlog-style logger.
         exclude: event names not to log, e.g. ``("task_started",)``.
     """
 
     def __init__(self, logger: Any = None, *, exclude: Sequence[str] = ()) -> None:
-        self.logger: Any = logger if logger is not None else structlog.get_logger("flowplan")
+        self._explicit: Any = logger
+        self._configured: Any = structlog.get_logger("flowplan")
+        self._stderr: Any = structlog.wrap_logger(
+            structlog.PrintLogger(_Stderr()),  # type: ignore[arg-type]
+            processors=structlog.get_config()["processors"],
+        )
         self._exclude = frozenset(exclude)
+
+    @property
+    def logger(self) -> Any:
+        """The logger events go to now."""
+        if self._explicit is not None:
+            return self._explicit
+        return self._configured if structlog.is_configured() else self._stderr
 
     def on_event(self, event: Event) -> None:
         """Log ``event``."""

@@ -126,7 +126,7 @@ def plan(
     *,
     targets: Iterable[str | TaskSpec[..., Any]] | None = None,
     rerun: Iterable[str | TaskSpec[..., Any]] = (),
-    overrides: Mapping[str | TaskSpec[..., Any], object] | None = None,
+    overrides: Mapping[str, object] | Mapping[TaskSpec[..., Any], object] | None = None,
     step_keys: Mapping[str, str] | None = None,
     run_id: str | None = None,
 ) -> Plan:
