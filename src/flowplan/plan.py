@@ -15,6 +15,7 @@ from typing import Any
 
 import attrs
 
+from flowplan.errors import UnknownTaskError
 from flowplan.graph import TaskGraph
 from flowplan.snapshot import Snapshot, TaskRecord, TaskStatus
 from flowplan.spec import TaskSpec
@@ -39,8 +40,16 @@ class Decision:
     reason: str
 
 
-def _name(task: str | TaskSpec[..., Any]) -> str:
-    return task if isinstance(task, str) else task.name
+def _name(task: object) -> str:
+    if isinstance(task, str):
+        return task
+    if isinstance(task, TaskSpec):
+        return task.name
+    raise UnknownTaskError(
+        f"expected a task (a TaskSpec) or a task name, got {task!r} ({type(task).__name__}); "
+        "pass the decorated task or its name",
+        name=repr(task),
+    )
 
 
 @attrs.frozen(eq=False)
@@ -126,7 +135,7 @@ def plan(
     *,
     targets: Iterable[str | TaskSpec[..., Any]] | None = None,
     rerun: Iterable[str | TaskSpec[..., Any]] = (),
-    overrides: Mapping[str, object] | Mapping[TaskSpec[..., Any], object] | None = None,
+    overrides: Mapping[Any, object] | None = None,
     step_keys: Mapping[str, str] | None = None,
     run_id: str | None = None,
 ) -> Plan:
