@@ -1,0 +1,363 @@
+"""The ``flowplan`` command: run, resume and inspect pipelines from a shell.
+
+Place in the data flow: the application on top — it imports a target's definitions
+(:mod:`flowplan._cli_target`), plans and executes them with the SQLite store
+(``.flowplan/runs.db`` by default) and draws runs with :mod:`flowplan.report` and
+:mod:`flowplan.progress`. Being an application, it may configure structlog (``--log-format``);
+the library never does.
+
+Commands::
+
+    flowplan run TARGET        run a pipeline (TARGET is FILE_OR_MODULE[:obj])
+    flowplan resume RUN_ID     run again what did not succeed (RUN_ID: id, prefix or "last")
+    flowplan runs              the run history
+    flowplan show RUN_ID       one run, task by task
+    flowplan graph TARGET      the DAG as mermaid, dot or an ascii tree
+    flowplan explain TARGET    what a run would do, and why (a dry run)
+
+Exit codes: 0 success, 1 the run failed, 2 a usage or definition error (one line on stderr;
+``--verbose`` adds the traceback), 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import traceback
+from collections.abc import Sequence
+from typing import NoReturn
+
+from flowplan._cli_runs import UsageError, find_run, open_store, read_target, record_target
+from flowplan._cli_target import Target, load_target
+from flowplan.errors import FlowplanError
+from flowplan.hooks import Hook
+from flowplan.interpreter import execute
+from flowplan.plan import Action, plan
+from flowplan.report import (
+    format_duration,
+    format_table,
+    format_time,
+    snapshot_table,
+    status_counts,
+    to_ascii,
+    to_dot,
+    to_mermaid,
+)
+from flowplan.snapshot import Snapshot
+from flowplan.store import RunInfo, SqliteStateStore
+
+__all__ = ["main"]
+
+DEFAULT_STORE = os.path.join(".flowplan", "runs.db")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage mistake is one line on stderr and exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{message} (see '{self.prog} --help')")
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = _Parser(add_help=False)
+    common.add_argument(
+        "--store",
+        default=os.environ.get("FLOWPLAN_STORE", DEFAULT_STORE),
+        metavar="PATH",
+        help="the SQLite run store (default: $FLOWPLAN_STORE or %(default)s)",
+    )
+    common.add_argument("-v", "--verbose", action="store_true", help="tracebacks on errors")
+    running = _Parser(add_help=False)
+    running.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="live progress on stderr (default: on when stderr is a terminal)",
+    )
+    running.add_argument(
+        "--log-format",
+        choices=["json", "console"],
+        default=None,
+        help="structured logs of every event on stderr",
+    )
+    running.add_argument("--max-workers", type=int, default=None, metavar="N")
+    targeted = _Parser(add_help=False)
+    targeted.add_argument("target", metavar="TARGET", help="FILE_OR_MODULE[:obj]")
+    targeted.add_argument("--dag", help="the DAG, when TARGET is an Engine with several")
+    only = _Parser(add_help=False)
+    only.add_argument(
+        "--only",
+        action="append",
+        metavar="TASK",
+        help="run only TASK and what it needs (repeatable)",
+    )
+
+    parser = _Parser(
+        prog="flowplan",
+        description="Run, resume and inspect flowplan pipelines.",
+        epilog="TARGET is a file or module with an optional :obj, e.g. pipeline.py or "
+        "pkg.etl:flow. Exit codes: 0 success, 1 run failed, 2 usage or definition error.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+    sub.add_parser(
+        "run", parents=[common, running, targeted, only], help="run a pipeline"
+    ).set_defaults(func=_cmd_run)
+    resume = sub.add_parser(
+        "resume", parents=[common, running], help="run again what did not succeed in a run"
+    )
+    resume.add_argument("run_id", metavar="RUN_ID", help="a run id, a unique prefix, or 'last'")
+    resume.add_argument(
+        "--rerun", action="append", metavar="TASK", help="also rerun TASK and its dependents"
+    )
+    resume.add_argument("--target", help="the target to import (for runs not started here)")
+    resume.add_argument("--dag", help="the DAG, when the target is an Engine with several")
+    resume.set_defaults(func=_cmd_resume)
+    runs = sub.add_parser("runs", parents=[common], help="list recent runs")
+    runs.add_argument("--limit", type=int, default=20, metavar="N", help="(default: %(default)s)")
+    runs.set_defaults(func=_cmd_runs)
+    show = sub.add_parser("show", parents=[common], help="show one run, task by task")
+    show.add_argument("run_id", metavar="RUN_ID", help="a run id, a unique prefix, or 'last'")
+    show.set_defaults(func=_cmd_show)
+    graph = sub.add_parser("graph", parents=[common, targeted], help="draw the DAG")
+    graph.add_argument("--format", choices=["mermaid", "dot", "ascii"], default="mermaid")
+    graph.add_argument("--run", metavar="RUN_ID", help="color the tasks by this run's states")
+    graph.set_defaults(func=_cmd_graph)
+    explain = sub.add_parser(
+        "explain", parents=[common, targeted, only], help="what a run would do, and why"
+    )
+    explain.add_argument("--run", metavar="RUN_ID", help="plan a resume of this run")
+    explain.set_defaults(func=_cmd_explain)
+    return parser
+
+
+# -- running ------------------------------------------------------------------------------------
+def _hooks(args: argparse.Namespace) -> list[Hook]:
+    hooks: list[Hook] = []
+    show_progress = args.progress if args.progress is not None else sys.stderr.isatty()
+    if show_progress:
+        from flowplan.progress import ProgressHook
+
+        hooks.append(ProgressHook())
+    if args.log_format is not None:
+        import structlog
+
+        from flowplan.hooks import StructlogHook
+
+        renderer: structlog.typing.Processor = (
+            structlog.processors.JSONRenderer()
+            if args.log_format == "json"
+            else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+        )
+        structlog.configure(
+            processors=[
+                structlog.processors.add_log_level,
+                structlog.processors.TimeStamper(fmt="iso", utc=True),
+                renderer,
+            ],
+            logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+            cache_logger_on_first_use=False,
+        )
+        hooks.append(StructlogHook())
+    return hooks
+
+
+def _execute(
+    args: argparse.Namespace,
+    store: SqliteStateStore,
+    target: Target,
+    *,
+    snapshot: Snapshot | None = None,
+    targets: Sequence[str] | None = None,
+    rerun: Sequence[str] = (),
+    resumed_from: str | None = None,
+) -> int:
+    planned = plan(target.graph, snapshot, targets=targets, rerun=rerun)
+    store.create_run(planned, dag_name=target.label, targets=targets, resumed_from=resumed_from)
+    record_target(args.store, planned.run_id, target.ref, args.dag)
+    workers = args.max_workers if args.max_workers is not None else target.max_workers
+    result = execute(
+        planned,
+        store=store,
+        hooks=_hooks(args),
+        fail_fast=target.fail_fast,
+        max_workers=workers,
+    )
+    info = store.get_run(planned.run_id)
+    reused = tuple(planned.reused)
+    took = format_duration(_duration_ms(info))
+    print(f"run {info.run_id} {info.status} in {took}: {status_counts(result, reused=reused)}")
+    print(snapshot_table(result, reused=reused))
+    if info.status != "succeeded":
+        print(f"fix the cause, then: flowplan resume {info.run_id[:12]}")
+        return 1
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    target = load_target(args.target, dag=args.dag)
+    with open_store(args.store, create=True) as store:
+        return _execute(args, store, target, targets=args.only)
+
+
+def _cmd_resume(args: argparse.Namespace) -> int:
+    with open_store(args.store, create=False) as store:
+        info = find_run(store, args.run_id)
+        recorded = read_target(args.store, info.run_id)
+        if args.target is not None:
+            target = load_target(args.target, dag=args.dag)
+        elif recorded is None:
+            raise UsageError(
+                f"run {info.run_id[:12]} was not started by the flowplan command, so its "
+                "definitions are unknown; pass them with --target FILE_OR_MODULE[:obj]"
+            )
+        else:
+            ref, workdir, dag = recorded
+            args.dag = args.dag or dag
+            target = load_target(ref, dag=args.dag, workdir=workdir)
+        snapshot = store.load(info.run_id)
+        return _execute(
+            args,
+            store,
+            target,
+            snapshot=snapshot,
+            targets=info.targets,
+            rerun=args.rerun or (),
+            resumed_from=info.run_id,
+        )
+
+
+# -- inspecting ---------------------------------------------------------------------------------
+def _duration_ms(info: RunInfo) -> float | None:
+    return None if info.finished_at is None else (info.finished_at - info.created_at) * 1000
+
+
+def _reused(info: RunInfo, snapshot: Snapshot) -> list[str]:
+    """Tasks of a resumed run whose records come from an earlier run."""
+    if info.resumed_from is None:
+        return []
+    return [
+        name
+        for name, record in snapshot.records.items()
+        if record.overridden
+        or (record.started_at is not None and record.started_at < info.created_at)
+        or (record.attempts == 0 and record.succeeded)
+    ]
+
+
+def _cmd_runs(args: argparse.Namespace) -> int:
+    with open_store(args.store, create=False) as store:
+        runs = store.list_runs()[-max(args.limit, 1) :]
+        rows = []
+        for info in reversed(runs):
+            snapshot = store.load(info.run_id)
+            resumed = f" (resumes {info.resumed_from[:12]})" if info.resumed_from else ""
+            rows.append(
+                [
+                    info.run_id[:12],
+                    info.dag_name or "-",
+                    info.status,
+                    format_time(info.created_at),
+                    format_duration(_duration_ms(info)),
+                    status_counts(snapshot, reused=_reused(info, snapshot)) + resumed,
+                ]
+            )
+    if not rows:
+        print("no runs yet")
+        return 0
+    print(format_table(["RUN", "DAG", "STATUS", "STARTED", "DURATION", "TASKS"], rows))
+    return 0
+
+
+def _cmd_show(args: argparse.Namespace) -> int:
+    with open_store(args.store, create=False) as store:
+        info = find_run(store, args.run_id)
+        snapshot = store.load(info.run_id)
+    print(f"run       {info.run_id}")
+    print(f"dag       {info.dag_name or '-'}")
+    print(f"status    {info.status}")
+    print(f"started   {format_time(info.created_at)}")
+    print(f"duration  {format_duration(_duration_ms(info))}")
+    if info.resumed_from:
+        print(f"resumes   {info.resumed_from}")
+    if info.targets:
+        print(f"targets   {', '.join(info.targets)}")
+    print()
+    print(snapshot_table(snapshot, reused=_reused(info, snapshot)))
+    return 0
+
+
+def _load_snapshot(args: argparse.Namespace) -> Snapshot | None:
+    if args.run is None:
+        return None
+    with open_store(args.store, create=False) as store:
+        return store.load(find_run(store, args.run).run_id)
+
+
+def _cmd_graph(args: argparse.Namespace) -> int:
+    target = load_target(args.target, dag=args.dag)
+    snapshot = _load_snapshot(args)
+    draw = {"mermaid": to_mermaid, "dot": to_dot, "ascii": to_ascii}[args.format]
+    print(draw(target.graph, snapshot=snapshot))
+    return 0
+
+
+def _cmd_explain(args: argparse.Namespace) -> int:
+    target = load_target(args.target, dag=args.dag)
+    snapshot = _load_snapshot(args)
+    planned = plan(target.graph, snapshot, targets=args.only)
+    actions = [d.action for d in planned.decisions.values()]
+    print(
+        f"{actions.count(Action.RUN)} to run, {actions.count(Action.REUSE)} to reuse, "
+        f"{actions.count(Action.NOT_NEEDED)} not needed"
+        + (f" (resuming {snapshot.run_id[:12]})" if snapshot is not None else "")
+    )
+    for name, decision in planned.decisions.items():
+        spec = target.graph.specs[name]
+        notes = []
+        if decision.action is Action.RUN and spec.when is not None:
+            notes.append("skipped at run time if its when= gate is false")
+        if spec.detached:
+            notes.append("detached: its failure never fails the run")
+        extra = f" ({'; '.join(notes)})" if notes else ""
+        print(planned.explain(name) + extra)
+    return 0
+
+
+# -- entry point --------------------------------------------------------------------------------
+def _one_line(exc: BaseException) -> str:
+    if isinstance(exc, BaseExceptionGroup):
+        inner = "; ".join(_one_line(e) for e in exc.exceptions)
+        return f"{exc.message}: {inner}"
+    text = str(exc).strip()
+    first = text.splitlines()[0] if text else type(exc).__name__
+    return (
+        first if isinstance(exc, UsageError | FlowplanError) else f"{type(exc).__name__}: {first}"
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``flowplan`` command with ``argv`` (default: ``sys.argv[1:]``); return the exit
+    code: 0 success, 1 the run failed, 2 a usage or definition error, 130 interrupted."""
+    verbose = "-v" in (argv or sys.argv[1:]) or "--verbose" in (argv or sys.argv[1:])
+    try:
+        args = _parser().parse_args(argv)
+        code: int = args.func(args)
+    except BrokenPipeError:  # e.g. `flowplan graph ... | head`
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - silence the flush at exit
+        return 0
+    except KeyboardInterrupt:
+        print("flowplan: interrupted; resume with 'flowplan resume last'", file=sys.stderr)
+        return 130
+    except (UsageError, FlowplanError, OSError) as exc:
+        if verbose:
+            traceback.print_exc()
+        print(f"flowplan: error: {_one_line(exc)}", file=sys.stderr)
+        return 2
+    sys.stdout.flush()
+    return code
+
+
+if __name__ == "__main__":  # pragma: no cover - python -m flowplan.cli
+    sys.exit(main())

@@ -1,0 +1,314 @@
+"""Pictures and tables of graphs, plans and snapshots: mermaid, Graphviz dot, ascii, text tables.
+
+Place in the data flow: beside the hooks, at the end — it reads a
+:class:`~flowplan.graph.TaskGraph`, a :class:`~flowplan.plan.Plan` or a
+:class:`~flowplan.snapshot.Snapshot` and returns text; it never changes anything. Nodes are
+styled by task status when a snapshot is given, by planned action for a plan. Names are escaped
+for each format (quotes, spaces, unicode, markup characters), so any task name draws safely.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from collections.abc import Iterable, Mapping, Sequence
+
+from flowplan.graph import TaskGraph
+from flowplan.plan import Plan
+from flowplan.snapshot import Snapshot, TaskRecord, TaskStatus
+
+__all__ = [
+    "format_duration",
+    "format_table",
+    "format_time",
+    "snapshot_table",
+    "status_counts",
+    "to_ascii",
+    "to_dot",
+    "to_mermaid",
+]
+
+Source = TaskGraph | Plan | Snapshot
+
+# (fill, stroke) per style class: task statuses, and plan actions for a Plan.
+_COLORS: Mapping[str, tuple[str, str]] = {
+    "succeeded": ("#d4edda", "#28a745"),
+    "failed": ("#f8d7da", "#dc3545"),
+    "skipped": ("#e2e3e5", "#6c757d"),
+    "cancelled": ("#fff3cd", "#d39e00"),
+    "running": ("#cce5ff", "#007bff"),
+    "pending": ("#ffffff", "#999999"),
+    "run": ("#cce5ff", "#007bff"),
+    "reuse": ("#d4edda", "#28a745"),
+    "not_needed": ("#f5f5f5", "#bbbbbb"),
+}
+
+
+def _parts(
+    source: Source, snapshot: Snapshot | None
+) -> tuple[list[str], list[tuple[str, str, bool]], dict[str, str]]:
+    """Nodes (in order), edges ``(from, to, into_detached)`` and each node's style class."""
+    if isinstance(source, Snapshot):
+        graph: TaskGraph | None = None
+        snapshot = source if snapshot is None else snapshot
+        nodes = list(source.records)
+    else:
+        graph = source.graph if isinstance(source, Plan) else source
+        nodes = list(graph.order)
+    edges = (
+        [(p, n, n in graph.detached) for n in graph.order for p in graph.predecessors[n]]
+        if graph is not None
+        else []
+    )
+    styles: dict[str, str] = {}
+    if snapshot is not None:
+        for name in nodes:
+            record = snapshot.records.get(name)
+            if record is not None:
+                styles[name] = record.status.value
+    elif isinstance(source, Plan):
+        styles = {n: d.action.value for n, d in source.decisions.items()}
+    return nodes, edges, styles
+
+
+def _mermaid_label(name: str) -> str:
+    out = []
+    for ch in name:
+        if ch in '#"<>&`|[]{}()' or ch == "\\":
+            out.append(f"#{ord(ch)};")
+        elif ch in "\r\n\t":
+            out.append(" ")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def to_mermaid(source: Source, *, snapshot: Snapshot | None = None, direction: str = "LR") -> str:
+    """The graph as a mermaid ``flowchart`` (renders in GitHub markdown and many editors).
+
+    Args:
+        source: a graph; a plan (nodes styled by action: run, reuse, not needed); or a snapshot
+            alone (nodes styled by status, no edges — a snapshot does not know them).
+        snapshot: style a graph's or plan's nodes by the task statuses in this snapshot.
+        direction: ``"LR"`` (left to right) or ``"TD"`` (top down).
+
+    Edges into a detached task are dotted. Node ids are ``n0``, ``n1`` …; names are labels,
+    escaped with mermaid's ``#code;`` entities, so quotes and brackets are safe.
+
+    >>> from flowplan.spec import Dependency, TaskSpec
+    >>> a = TaskSpec("extract", lambda: 1)
+    >>> b = TaskSpec('say "hi"', lambda extract: extract, deps=(Dependency("extract", a),))
+    >>> print(to_mermaid(TaskGraph.build([a, b])))
+    flowchart LR
+        n0["extract"]
+        n1["say #34;hi#34;"]
+        n0 --> n1
+    """
+    nodes, edges, styles = _parts(source, snapshot)
+    ids = {name: f"n{i}" for i, name in enumerate(nodes)}
+    lines = [f"flowchart {direction}"]
+    lines.extend(f'    {ids[n]}["{_mermaid_label(n)}"]' for n in nodes)
+    lines.extend(f"    {ids[a]} {'-.->' if d else '-->'} {ids[b]}" for a, b, d in edges)
+    used = sorted(set(styles.values()))
+    for style in used:
+        fill, stroke = _COLORS[style]
+        lines.append(f"    classDef {style} fill:{fill},stroke:{stroke},color:#000")
+    for style in used:
+        members = ",".join(ids[n] for n in nodes if styles.get(n) == style)
+        lines.append(f"    class {members} {style}")
+    return "\n".join(lines)
+
+
+def _dot_quote(text: str) -> str:
+    escaped = text.replace("\\", "\\\\").replace('"', '\\"')
+    return '"' + escaped.replace("\r", "").replace("\n", "\\n") + '"'
+
+
+def to_dot(source: Source, *, snapshot: Snapshot | None = None, name: str = "flowplan") -> str:
+    """The graph in Graphviz ``dot`` (render with ``dot -Tsvg``).
+
+    Args:
+        source: a graph, a plan or a snapshot, as for :func:`to_mermaid`.
+        snapshot: fill a graph's or plan's nodes by the task statuses in this snapshot.
+        name: the digraph's name.
+
+    >>> from flowplan.spec import TaskSpec
+    >>> print(to_dot(TaskGraph.build([TaskSpec("load data", lambda: 1)])))
+    digraph "flowplan" {
+        rankdir=LR;
+        node [shape=box, style="rounded,filled", fillcolor="#ffffff"];
+        "load data";
+    }
+    """
+    nodes, edges, styles = _parts(source, snapshot)
+    lines = [
+        f"digraph {_dot_quote(name)} {{",
+        "    rankdir=LR;",
+        '    node [shape=box, style="rounded,filled", fillcolor="#ffffff"];',
+    ]
+    for node in nodes:
+        style = styles.get(node)
+        if style is None:
+            lines.append(f"    {_dot_quote(node)};")
+        else:
+            fill, stroke = _COLORS[style]
+            tooltip = _dot_quote(style)
+            lines.append(
+                f'    {_dot_quote(node)} [fillcolor="{fill}", color="{stroke}", tooltip={tooltip}];'
+            )
+    for a, b, detached in edges:
+        extra = " [style=dashed]" if detached else ""
+        lines.append(f"    {_dot_quote(a)} -> {_dot_quote(b)}{extra};")
+    lines.append("}")
+    return "\n".join(lines)
+
+
+def to_ascii(source: Source, *, snapshot: Snapshot | None = None) -> str:
+    """The graph as an indented text tree: each root, then what depends on it, and so on.
+
+    A task reached again (it has several upstream tasks) shows ``(see above)`` and is not
+    expanded twice; detached tasks show ``(detached)``; with a snapshot or a plan, each task
+    shows its status or action in brackets.
+
+    >>> from flowplan.spec import Dependency, TaskSpec
+    >>> a = TaskSpec("extract", lambda: 1)
+    >>> b = TaskSpec("load", lambda extract: extract, deps=(Dependency("extract", a),))
+    >>> print(to_ascii(TaskGraph.build([a, b])))
+    extract
+    └── load
+    """
+    nodes, _, styles = _parts(source, snapshot)
+
+    def label(name: str, seen: bool) -> str:
+        text = name
+        if name in styles:
+            text += f" [{styles[name].replace('_', ' ')}]"
+        if graph is not None and name in graph.detached:
+            text += " (detached)"
+        return text + (" (see above)" if seen else "")
+
+    graph: TaskGraph | None = None
+    if not isinstance(source, Snapshot):
+        graph = source.graph if isinstance(source, Plan) else source
+    if graph is None:
+        return "\n".join(label(n, False) for n in nodes)
+    lines: list[str] = []
+    seen: set[str] = set()
+    roots = [n for n in graph.order if not graph.predecessors[n]]
+    # (name, prefix for this line, prefix for its children)
+    stack: list[tuple[str, str, str]] = [(r, "", "") for r in reversed(roots)]
+    while stack:
+        name, prefix, child_prefix = stack.pop()
+        lines.append(prefix + label(name, name in seen))
+        if name in seen:
+            continue
+        seen.add(name)
+        children = graph.successors[name]
+        for i in reversed(range(len(children))):
+            last = i == len(children) - 1
+            stack.append(
+                (
+                    children[i],
+                    child_prefix + ("└── " if last else "├── "),
+                    child_prefix + ("    " if last else "│   "),
+                )
+            )
+    return "\n".join(lines)
+
+
+# -- tables ---------------------------------------------------------------------------------
+def format_duration(ms: float | None) -> str:
+    """``12ms``, ``1.5s``, ``3m04s``, ``2h05m``; ``-`` for ``None``.
+
+    >>> format_duration(1500), format_duration(184_000)
+    ('1.5s', '3m04s')
+    """
+    if ms is None:
+        return "-"
+    if 0 < ms < 1:
+        return "<1ms"
+    if ms < 1000:
+        return f"{ms:.0f}ms"
+    seconds = ms / 1000
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, sec = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"{minutes}m{sec:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m"
+
+
+def format_time(epoch: float | None) -> str:
+    """A local ``YYYY-MM-DD HH:MM:SS`` time; ``-`` for ``None``."""
+    if epoch is None:
+        return "-"
+    return _dt.datetime.fromtimestamp(epoch).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def format_table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
+    """Left-aligned columns separated by two spaces, the last column unpadded.
+
+    >>> print(format_table(["A", "B"], [["x", "1"], ["long", "2"]]))
+    A     B
+    x     1
+    long  2
+    """
+    table = [list(headers), *(list(r) for r in rows)]
+    widths = [max(len(row[i]) for row in table) for i in range(len(headers) - 1)]
+    out = []
+    for row in table:
+        cells = [cell.ljust(widths[i]) for i, cell in enumerate(row[:-1])]
+        out.append("  ".join([*cells, row[-1]]).rstrip())
+    return "\n".join(out)
+
+
+def _detail(record: TaskRecord, reused: bool) -> str:
+    if reused:
+        return "overridden" if record.overridden else "reused from an earlier run"
+    if record.status is TaskStatus.FAILED:
+        text = str(record.error) if record.error is not None else (record.reason or "")
+        return text.strip().splitlines()[0] if text.strip() else ""
+    if record.status in (TaskStatus.SKIPPED, TaskStatus.CANCELLED):
+        reason = (record.reason or "").strip().splitlines()
+        first = reason[0] if reason else record.status.value
+        if record.root_cause and record.root_cause not in first:
+            first += f" (root cause: {record.root_cause})"
+        return first
+    if record.cached:
+        return "replayed from the journal"
+    return ""
+
+
+def snapshot_table(snapshot: Snapshot, *, reused: Iterable[str] = ()) -> str:
+    """One row per task: status, attempts, duration, and the error's first line or why it
+    was skipped (with the root cause); tasks named in ``reused`` say so.
+
+    >>> from flowplan.snapshot import TaskRecord, TaskStatus
+    >>> snap = Snapshot("r", {"a": TaskRecord("a", TaskStatus.SUCCEEDED, attempts=1)})
+    >>> print(snapshot_table(snap))
+    TASK  STATUS     ATTEMPTS  DURATION  DETAIL
+    a     succeeded  1         0ms
+    """
+    again = frozenset(reused)
+    rows = [
+        [
+            name,
+            record.status.value,
+            str(record.attempts),
+            format_duration(record.duration_ms),
+            _detail(record, name in again),
+        ]
+        for name, record in snapshot.records.items()
+    ]
+    return format_table(["TASK", "STATUS", "ATTEMPTS", "DURATION", "DETAIL"], rows)
+
+
+def status_counts(snapshot: Snapshot, *, reused: Iterable[str] = ()) -> str:
+    """``"3 succeeded, 1 failed"`` (reused tasks counted apart), in a fixed status order."""
+    again = frozenset(reused)
+    counts: dict[str, int] = {}
+    for name, record in snapshot.records.items():
+        word = "reused" if name in again else record.status.value
+        counts[word] = counts.get(word, 0) + 1
+    order = ["succeeded", "reused", "failed", "skipped", "cancelled", "running", "pending"]
+    return ", ".join(f"{counts[w]} {w}" for w in order if counts.get(w)) or "no tasks"

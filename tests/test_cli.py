@@ -1,0 +1,388 @@
+"""The ``flowplan`` command, driven through its real entry point in a subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+PIPELINE = """
+import os
+from pathlib import Path
+
+from flowplan import task
+
+HERE = Path(__file__).parent
+
+
+def _count(name: str) -> None:
+    with open(HERE / "calls.txt", "a") as f:
+        f.write(name + "\\n")
+
+
+@task
+def extract() -> list[int]:
+    _count("extract")
+    return [1, 2, 3]
+
+
+@task(depends_on=[extract])
+def transform(extract: list[int]) -> int:
+    _count("transform")
+    if os.environ.get("BREAK_TRANSFORM") == "1" or (HERE / "broken.flag").exists():
+        raise RuntimeError("transform is broken\\nsecond line of the message")
+    return sum(extract)
+
+
+@task(depends_on=[transform])
+def load(transform: int) -> str:
+    _count("load")
+    return f"loaded {transform}"
+"""
+
+ENGINE = """
+import flowplan.engine as flowrun
+
+engine = flowrun.build_default_engine()
+
+
+@engine.task(name="a", dag="etl")
+def a() -> int:
+    return 1
+
+
+@engine.task(name="b", dag="etl", deps=[a])
+def b(a: int) -> int:
+    return a + 1
+
+
+@engine.task(name="other", dag="reports")
+def other() -> int:
+    return 0
+"""
+
+FLOW = """
+from flowplan import Flow, Registry, task
+
+registry = Registry()
+
+
+@task(registry=registry)
+def one() -> int:
+    return 1
+
+
+@task(depends_on=[one], registry=registry)
+def two(one: int) -> int:
+    return one + 1
+
+
+@task(depends_on=[two], detached=True, registry=registry)
+def ping(two: int) -> str:
+    return "sent"
+
+
+flow = Flow(two, registry=registry)
+"""
+
+
+def flowplan(
+    cwd: Path, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m flowplan ARGS`` in ``cwd``."""
+    full_env = {k: v for k, v in os.environ.items() if k not in ("FLOWPLAN_STORE",)}
+    full_env.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "flowplan", *args],
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def run_id(out: str) -> str:
+    found = re.search(r"^run ([0-9a-f]{32}) ", out, re.M)
+    assert found, out
+    return found.group(1)
+
+
+def calls(tmp_path: Path) -> list[str]:
+    return (tmp_path / "calls.txt").read_text().split()
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    (tmp_path / "pipeline.py").write_text(PIPELINE)
+    return tmp_path
+
+
+def test_run_succeeds_with_exit_0(project: Path) -> None:
+    done = flowplan(project, "run", "pipeline.py")
+    assert done.returncode == 0, done.stderr
+    assert re.match(r"run [0-9a-f]{32} succeeded in \S+: 3 succeeded\n", done.stdout)
+    assert "TASK" in done.stdout
+    assert done.stderr == ""  # not a terminal: no progress, no logs
+    assert calls(project) == ["extract", "transform", "load"]
+    assert (project / ".flowplan" / "runs.db").exists()
+
+
+def test_failed_run_exits_1_and_resume_reuses_what_succeeded(project: Path) -> None:
+    failed = flowplan(project, "run", "pipeline.py", env={"BREAK_TRANSFORM": "1"})
+    assert failed.returncode == 1, failed.stderr
+    first = run_id(failed.stdout)
+    assert "1 succeeded, 1 failed, 1 skipped" in failed.stdout
+    assert "RuntimeError: transform is broken" in failed.stdout
+    assert "second line" not in failed.stdout
+    assert f"flowplan resume {first[:12]}" in failed.stdout
+
+    still = flowplan(project, "resume", first[:8], env={"BREAK_TRANSFORM": "1"})
+    assert still.returncode == 1
+    resumed = flowplan(project, "resume", "last")
+    assert resumed.returncode == 0, resumed.stderr + resumed.stdout
+    assert "1 reused" in resumed.stdout
+    assert calls(project) == ["extract", "transform", "transform", "transform", "load"]
+
+    runs = flowplan(project, "runs")
+    assert runs.returncode == 0
+    lines = runs.stdout.splitlines()
+    assert lines[0].split() == ["RUN", "DAG", "STATUS", "STARTED", "DURATION", "TASKS"]
+    assert len(lines) == 4
+    assert " succeeded " in lines[1]
+    assert "2 succeeded, 1 reused" in lines[1]
+    assert "(resumes " in lines[1]
+    assert lines[3].startswith(first[:12])
+    assert "pipeline" in lines[3]
+    assert "1 succeeded, 1 failed, 1 skipped" in lines[3]
+
+
+def test_resume_after_fixing_a_flag_file(project: Path) -> None:
+    (project / "broken.flag").write_text("")
+    first = run_id(flowplan(project, "run", "pipeline.py").stdout)
+    (project / "broken.flag").unlink()
+    done = flowplan(project, "resume", first)
+    assert done.returncode == 0
+    assert calls(project).count("extract") == 1
+    assert calls(project).count("load") == 1
+
+
+def test_show_lists_tasks_with_error_and_root_cause(project: Path) -> None:
+    failed = flowplan(project, "run", "pipeline.py", env={"BREAK_TRANSFORM": "1"})
+    shown = flowplan(project, "show", run_id(failed.stdout)[:6])
+    assert shown.returncode == 0, shown.stderr
+    out = shown.stdout
+    assert "status    failed" in out
+    rows = {line.split()[0]: line for line in out.splitlines() if line.startswith(("e", "t", "l"))}
+    assert rows["extract"].split()[1:3] == ["succeeded", "1"]
+    assert rows["transform"].split()[1:3] == ["failed", "1"]
+    assert rows["transform"].endswith("RuntimeError: transform is broken")
+    assert rows["load"].split()[1] == "skipped"
+    assert "upstream 'transform' failed" in rows["load"]
+
+
+def test_graph_formats_and_coloring_by_a_run(project: Path) -> None:
+    mermaid = flowplan(project, "graph", "pipeline.py")
+    assert mermaid.returncode == 0
+    assert mermaid.stdout.splitlines()[:4] == [
+        "flowchart LR",
+        '    n0["extract"]',
+        '    n1["transform"]',
+        '    n2["load"]',
+    ]
+    dot = flowplan(project, "graph", "pipeline.py", "--format", "dot")
+    assert '"extract" -> "transform";' in dot.stdout
+    ascii_tree = flowplan(project, "graph", "pipeline.py", "--format", "ascii")
+    assert ascii_tree.stdout == "extract\n└── transform\n    └── load\n"
+
+    failed = flowplan(project, "run", "pipeline.py", env={"BREAK_TRANSFORM": "1"})
+    rid = run_id(failed.stdout)
+    colored = flowplan(project, "graph", "pipeline.py", "--run", rid)
+    assert "    class n1 failed" in colored.stdout
+    assert "    class n2 skipped" in colored.stdout
+    tree = flowplan(project, "graph", "pipeline.py", "--format", "ascii", "--run", "last")
+    assert "transform [failed]" in tree.stdout
+
+
+def test_explain_is_a_dry_run(project: Path) -> None:
+    fresh = flowplan(project, "explain", "pipeline.py")
+    assert fresh.returncode == 0
+    assert fresh.stdout.splitlines() == [
+        "3 to run, 0 to reuse, 0 not needed",
+        "run extract: no earlier record",
+        "run transform: no earlier record",
+        "run load: no earlier record",
+    ]
+    assert not (project / "calls.txt").exists()
+    only = flowplan(project, "explain", "pipeline.py", "--only", "extract")
+    assert "not needed load: not upstream of any target" in only.stdout
+
+    failed = flowplan(project, "run", "pipeline.py", env={"BREAK_TRANSFORM": "1"})
+    resume = flowplan(project, "explain", "pipeline.py", "--run", run_id(failed.stdout))
+    assert "reuse extract: succeeded in an earlier run" in resume.stdout
+    assert "run transform: failed earlier (RuntimeError: transform is broken" in resume.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["frobnicate"], "invalid choice: 'frobnicate'"),
+        (["run"], "the following arguments are required: TARGET"),
+        (["run", "missing.py"], "no such file: 'missing.py'"),
+        (["run", "pipeline.py:nope"], "pipeline.py has no attribute 'nope'"),
+        (["run", "no_such_module_xyz"], "no module named 'no_such_module_xyz'"),
+        (["run", "pipeline.py:HERE"], "pipeline.py:HERE is PosixPath, not something"),
+        (["show", "abc"], "no run store at"),
+        (["runs"], "no run store at"),
+        (["graph", "pipeline.py", "--format", "png"], "invalid choice: 'png'"),
+        (["explain", "pipeline.py", "--only", "lod"], "did you mean 'load'"),
+    ],
+)
+def test_usage_errors_exit_2_with_one_line(project: Path, args: list[str], message: str) -> None:
+    if sys.platform == "win32" and "PosixPath" in message:  # pragma: no cover
+        pytest.skip("path class name differs")
+    done = flowplan(project, *args)
+    assert done.returncode == 2, done.stdout
+    assert done.stderr.count("\n") == 1, done.stderr
+    assert done.stderr.startswith("flowplan: error: ")
+    assert message in done.stderr
+
+
+def test_definition_errors_exit_2_and_verbose_adds_the_traceback(tmp_path: Path) -> None:
+    (tmp_path / "bad.py").write_text(
+        textwrap.dedent(
+            """
+            from flowplan import task
+
+            @task(depends_on=["missing"])
+            def a(missing: int) -> int:
+                return missing
+            """
+        )
+    )
+    (tmp_path / "broken.py").write_text("def oops(:\n")
+    done = flowplan(tmp_path, "run", "bad.py")
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1
+    assert "invalid task graph" in done.stderr
+    assert "'missing'" in done.stderr
+    syntax = flowplan(tmp_path, "graph", "broken.py")
+    assert syntax.returncode == 2
+    assert "cannot import 'broken.py': SyntaxError" in syntax.stderr
+    verbose = flowplan(tmp_path, "run", "bad.py", "--verbose")
+    assert verbose.returncode == 2
+    assert "Traceback (most recent call last)" in verbose.stderr
+    assert verbose.stderr.splitlines()[-1].startswith("flowplan: error: ")
+
+
+def test_resume_of_an_unknown_or_foreign_run(project: Path, tmp_path: Path) -> None:
+    flowplan(project, "run", "pipeline.py")
+    unknown = flowplan(project, "resume", "zzzz")
+    assert unknown.returncode == 2
+    assert "no run 'zzzz'" in unknown.stderr
+
+    # a run recorded by library code has no target: --target supplies it
+    script = (
+        "from flowplan import TaskGraph, execute, plan\n"
+        "from flowplan.store import SqliteStateStore\n"
+        "import pipeline\n"
+        "with SqliteStateStore('.flowplan/runs.db') as s:\n"
+        "    g = TaskGraph.build([pipeline.extract, pipeline.transform, pipeline.load])\n"
+        "    print(execute(plan(g), store=s).run_id)\n"
+    )
+    made = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "BREAK_TRANSFORM": "1"},
+    )
+    foreign = made.stdout.strip()
+    refused = flowplan(project, "resume", foreign)
+    assert refused.returncode == 2
+    assert "pass them with --target" in refused.stderr
+    done = flowplan(project, "resume", foreign, "--target", "pipeline.py")
+    assert done.returncode == 0, done.stderr
+
+
+def test_progress_flag_and_json_logs(project: Path) -> None:
+    done = flowplan(project, "run", "pipeline.py", "--progress")
+    assert done.returncode == 0
+    assert "3/3" in done.stderr  # rich draws once at the end when stderr is not a terminal
+    logged = flowplan(project, "run", "pipeline.py", "--no-progress", "--log-format", "json")
+    events = [json.loads(line) for line in logged.stderr.splitlines()]
+    names = [e["event"] for e in events]
+    assert names[0] == "run_started"
+    assert names[-1] == "run_finished"
+    assert {"task": "load", "event": "task_succeeded", "level": "info"}.items() <= next(
+        e for e in events if e["event"] == "task_succeeded" and e["task"] == "load"
+    ).items()
+    console = flowplan(project, "run", "pipeline.py", "--log-format", "console")
+    assert "task_succeeded" in console.stderr
+    assert "{" not in console.stderr.splitlines()[0]
+
+
+def test_flow_and_engine_targets_and_modules(tmp_path: Path) -> None:
+    (tmp_path / "flows.py").write_text(FLOW)
+    (tmp_path / "engines.py").write_text(ENGINE)
+    flow = flowplan(tmp_path, "run", "flows.py")  # the one Flow is found by itself
+    assert flow.returncode == 0, flow.stderr
+    assert "ping" in flow.stdout  # the detached task came from the module's Registry
+    by_module = flowplan(tmp_path, "run", "flows:two")  # a module and a task
+    assert by_module.returncode == 0, by_module.stderr
+
+    ambiguous = flowplan(tmp_path, "run", "engines.py:engine")
+    assert ambiguous.returncode == 2
+    assert "choose one with --dag" in ambiguous.stderr
+    engine = flowplan(tmp_path, "run", "engines.py:engine", "--dag", "etl")
+    assert engine.returncode == 0, engine.stderr
+    runs = flowplan(tmp_path, "runs").stdout.splitlines()
+    assert runs[1].split()[1] == "etl"
+    assert runs[2].split()[1] == "two"
+    assert runs[3].split()[1] == "flow"
+
+
+def test_store_option_and_env(project: Path) -> None:
+    done = flowplan(project, "run", "pipeline.py", "--store", "elsewhere/r.db")
+    assert done.returncode == 0
+    assert (project / "elsewhere" / "r.db").exists()
+    listed = flowplan(project, "runs", env={"FLOWPLAN_STORE": "elsewhere/r.db"})
+    assert len(listed.stdout.splitlines()) == 2
+
+
+def test_console_script_is_installed() -> None:
+    script = Path(sys.executable).with_name("flowplan")
+    if not script.exists():  # pragma: no cover - not installed in this environment
+        pytest.skip("the flowplan console script is not installed")
+    done = subprocess.run(
+        [str(script), "--help"], capture_output=True, text=True, check=False, timeout=30
+    )
+    assert done.returncode == 0
+    for command in ("run", "resume", "runs", "show", "graph", "explain"):
+        assert command in done.stdout
+
+
+def test_the_readme_walk_through(tmp_path: Path) -> None:
+    """The README's "Command line" commands, as a new user would type them."""
+    demo = str(Path(__file__).resolve().parent.parent / "examples" / "demo.py")
+    first = flowplan(tmp_path, "run", demo, env={"DEMO_FIXED": "0"})
+    assert first.returncode == 1
+    assert "RuntimeError: scoring service returned 500" in first.stdout
+    assert flowplan(tmp_path, "runs").returncode == 0
+    assert "score" in flowplan(tmp_path, "show", "last").stdout
+    resumed = flowplan(tmp_path, "resume", "last", env={"DEMO_FIXED": "1"})
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert "3 succeeded, 3 reused" in resumed.stdout
+    drawn = flowplan(tmp_path, "graph", demo, "--run", "last")
+    assert "class n0,n1,n2,n3,n4,n5 succeeded" in drawn.stdout
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    plain = flowplan(tmp_path, "graph", demo).stdout
+    assert f"```mermaid\n{plain}```" in readme
