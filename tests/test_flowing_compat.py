@@ -361,7 +361,8 @@ def test_sync_timeout_abandons_the_attempt_and_consumes_retries() -> None:
     release = threading.Event()
     recorder = RecordingHook()
 
-    @task(timeout_s=0.1, retry=1, retry_backoff_base_ms=0)
+    # idempotent: the retry may overlap the abandoned attempt (otherwise it waits for it)
+    @task(timeout_s=0.1, retry=1, retry_backoff_base_ms=0, idempotent=True)
     def slow() -> str:
         release.wait(10)
         return "late"

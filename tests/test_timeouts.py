@@ -90,7 +90,7 @@ def test_a_hanging_sync_task_times_out(
 def test_timeouts_are_retryable_and_consume_the_budget(
     registry: Registry, executor: Executor, release: threading.Event
 ) -> None:
-    @task(timeout_s=0.05, retry=2, retry_backoff_base_ms=0)
+    @task(timeout_s=0.05, retry=2, retry_backoff_base_ms=0, idempotent=True)
     def hang() -> None:
         release.wait(HANG)
 
@@ -106,7 +106,7 @@ def test_timeouts_are_retryable_and_consume_the_budget(
 def test_a_retry_after_a_timeout_can_succeed(
     registry: Registry, executor: Executor, release: threading.Event
 ) -> None:
-    @task(timeout_s=0.1, retry=1, retry_backoff_base_ms=0)
+    @task(timeout_s=0.1, retry=1, retry_backoff_base_ms=0, idempotent=True)
     def sometimes_hangs() -> str:
         attempt = current_attempt()
         assert attempt is not None

@@ -59,6 +59,7 @@ def task(
     retain_result: bool = True,
     version: str | None = None,
     registry: Registry | None = None,
+    idempotent: bool = False,
 ) -> Callable[[Callable[P, R]], TaskSpec[P, R]]: ...
 
 
@@ -80,6 +81,7 @@ def task(
     retain_result: bool = True,
     version: str | None = None,
     registry: Registry | None = None,
+    idempotent: bool = False,
 ) -> TaskSpec[P, R] | Callable[[Callable[P, R]], TaskSpec[P, R]]:
     """Declare a task; dependencies arrive as keyword arguments named after them.
 
@@ -100,6 +102,8 @@ def task(
         retain_result: ``False`` frees the value once no consumer needs it.
         version: explicit behaviour version for step keys.
         registry: register here instead of the active registry.
+        idempotent: the body may run twice at once; a retry after a timeout then starts at
+            once instead of waiting for the abandoned attempt to end.
 
     Returns:
         A :class:`TaskSpec` (bare use) or a decorator producing one.
@@ -150,6 +154,7 @@ def task(
             retry_until=retry_until,
             retain_result=retain_result,
             version=version,
+            idempotent=idempotent,
         )
         (registry if registry is not None else active_registry()).register(spec)
         return spec

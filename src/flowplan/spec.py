@@ -144,6 +144,9 @@ class TaskSpec(Generic[P, R]):
         upstream_param: parameter receiving every dependency value as one ``dict``
             (disables named injection), as flowrun's ``upstream``.
         context_param: parameter receiving the run's context object, if any.
+        idempotent: the body is safe to run twice at once. A retry after a timed-out (abandoned,
+            still running) sync attempt starts at once only then; otherwise it waits for the
+            abandoned attempt to end, so a task's attempts never overlap.
         is_async: whether ``fn`` is a coroutine function (awaited, never returned).
         signature: the function's signature, read once.
         seq: declaration order, the graph's deterministic tie-break.
@@ -166,6 +169,7 @@ class TaskSpec(Generic[P, R]):
     version: str | None = None
     upstream_param: str | None = None
     context_param: str | None = None
+    idempotent: bool = False
     is_async: bool = attrs.field(init=False, repr=False)
     signature: inspect.Signature = attrs.field(init=False, repr=False)
     seq: int = attrs.field(factory=_next_seq, repr=False)

@@ -48,6 +48,7 @@ class TaskOptions(TypedDict, total=False):
     retry_until: Callable[[Any], object] | None
     detached: bool
     version: str | None
+    idempotent: bool
 
 
 _OPTION_NAMES = frozenset(TaskOptions.__annotations__)
@@ -142,6 +143,7 @@ def build_spec(fn: Callable[P, R], name: str | None, options: Mapping[str, Any])
         retry_until=options.get("retry_until"),
         retain_result=bool(options.get("retain_result", True)),
         version=options.get("version"),
+        idempotent=bool(options.get("idempotent", False)),
         upstream_param="upstream" if "upstream" in params else None,
         context_param=find_context_param(fn, task_name),
     )

@@ -16,7 +16,12 @@ from types import TracebackType
 from typing import Any
 
 from flowplan._suggest import did_you_mean
-from flowplan.errors import InvalidOptionError, StoreError, UnknownTaskError
+from flowplan.errors import (
+    InvalidOptionError,
+    SerializationError,
+    StoreError,
+    UnknownTaskError,
+)
 from flowplan.plan import Plan
 from flowplan.snapshot import Snapshot, TaskRecord
 from flowplan.store._serializers import JsonSerializer, ResultSerializer
@@ -220,7 +225,7 @@ class SqliteStateStore:
                     "owner_host = excluded.owner_host",
                     (*run_row, *run_row_rest),
                 )
-                rows = [pending_row(plan.run_id, name, owner, now) for name in tasks]
+                rows = [self._first_row(plan, name, owner, now) for name in tasks]
                 conn.executemany(INSERT_TASK_IF_MISSING, rows)
                 conn.execute("COMMIT")
             except sqlite3.Error as exc:
@@ -230,6 +235,19 @@ class SqliteStateStore:
                     f"cannot record run {plan.run_id!r} in {self.path!r}: {exc}"
                 ) from exc
             self._cache.pop(plan.run_id, None)
+
+    def _first_row(
+        self, plan: Plan, name: str, owner: tuple[int, str, str], now: float
+    ) -> dict[str, Any]:
+        """A task's row at creation: its reused record (so a process killed before the run
+        re-saves it loses nothing on the next resume), else PENDING."""
+        reused = plan.reused.get(name)
+        if reused is not None:
+            try:
+                return encode_record(plan.run_id, reused, self.serializer, owner, now)
+            except SerializationError:  # e.g. an override JSON cannot hold: saved (or not) later
+                pass
+        return pending_row(plan.run_id, name, owner, now)
 
     def begin_run(self, plan: Plan) -> None:
         """A run of ``plan`` starts; it is created here unless :meth:`create_run` did it."""

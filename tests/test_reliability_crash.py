@@ -1,0 +1,242 @@
+"""Killed mid-run (SIGKILL, real processes, real files): nothing that succeeded is lost or run
+twice; concurrent processes on one SQLite file; crash recovery owns only dead processes' rows."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from flowplan import Registry, TaskGraph, TaskStatus, execute, plan, task
+from flowplan.engine import SqliteStateStore
+from reliability_helpers import (
+    EXPECTED,
+    TASKS,
+    journalled,
+    latest_sqlite,
+    lines,
+    run_phase,
+)
+
+# (kill the first run after N bodies finished, kill the first resume after M): None = no kill.
+KILL_POINTS = {
+    "core": [(0, 1), (2, None), (4, 0), (6, None)],
+    "engine": [(1, 2), (5, None), (99, None)],
+    "journal": [(0, None), (3, 1), (5, None), (99, None)],
+}
+
+
+def _scenario(mode: str, root: Path, first_kill: int, second_kill: int | None) -> None:
+    """Run, kill, resume (maybe killed again), resume to the end; check every law."""
+    state = root / ("journal.jsonl" if mode == "journal" else "state.db")
+    calls = root / "calls.txt"
+    kills: list[tuple[str, set[str]]] = []  # (phase, recorded succeeded after the kill)
+
+    def recorded() -> tuple[str | None, set[str]]:
+        if mode == "journal":
+            return None, journalled(state)
+        return latest_sqlite(state)
+
+    phases = [("p1", first_kill), ("p2", second_kill), ("p3", None), ("p4", None)]
+    final: dict[str, object] | None = None
+    for index, (phase, kill) in enumerate(phases):
+        prev_id, before = recorded()
+        args = [mode, str(state), str(calls), phase]
+        if mode == "core":
+            args += [f"run-{phase}", *([prev_id] if prev_id else [])]
+        elif mode == "engine":
+            args += ["-", *([prev_id] if prev_id else [])]
+            if not prev_id:
+                args = args[:4]
+        result = run_phase(args, calls, phase, kill)
+        started = lines(calls, phase, "start")
+        # succeeded work is never run again (its body is not called: no start line)
+        assert not before.intersection(started), (phase, before, started)
+        if result is None:
+            kills.append((phase, recorded()[1]))
+            continue
+        # everything not recorded as succeeded ran again, and the values are the same
+        assert set(TASKS) - before <= set(started), (phase, before, started)
+        assert result == EXPECTED
+        final = result
+        if index == 3:  # resuming a finished run: everything reused, nothing called
+            assert (before, started) == (set(TASKS), [])
+    assert final == EXPECTED
+    # at most once per recorded success, plus one per kill that caught the body mid-flight
+    for name in TASKS:
+        done = sum(lines(calls, phase, "done").count(name) for phase, _ in phases)
+        window = sum(
+            1
+            for phase, after in kills
+            if name in lines(calls, phase, "start") and name not in after
+        )
+        assert 1 <= done <= 1 + window, (name, done, window)
+
+
+@pytest.mark.parametrize("mode", sorted(KILL_POINTS))
+def test_a_killed_run_resumes_without_losing_or_repeating_work(mode: str, tmp_path: Path) -> None:
+    points = KILL_POINTS[mode]
+    with ThreadPoolExecutor(2) as pool:
+        futures = []
+        for i, (first, second) in enumerate(points):
+            root = tmp_path / f"point-{i}"
+            root.mkdir()
+            futures.append(pool.submit(_scenario, mode, root, first, second))
+        for future in futures:
+            future.result()
+
+
+def test_a_resumed_run_killed_before_it_resaved_reused_work_keeps_it(tmp_path: Path) -> None:
+    """create_run writes reused records in its first commit: a kill right after loses nothing."""
+    registry = Registry()
+
+    @task(registry=registry)
+    def first() -> int:
+        return 1
+
+    @task(depends_on=[first], registry=registry)
+    def second(first: int) -> int:
+        raise RuntimeError("not yet")
+
+    graph = TaskGraph.build([first, second])
+    db = tmp_path / "s.db"
+    with SqliteStateStore(db) as store:
+        snap = execute(plan(graph, run_id="r1"), store=store, fail_fast=False)
+        assert snap["second"].status is TaskStatus.FAILED
+        resumed = plan(graph, store.load("r1"), run_id="r2")
+        store.create_run(resumed, dag_name=None)  # ... and the process dies here
+        again = store.load("r2")
+    assert again["first"].status is TaskStatus.SUCCEEDED
+    assert again.value(first) == 1
+    assert again["second"].status is TaskStatus.PENDING
+
+
+_OWNER = """
+import sys, time
+from flowplan import Registry, TaskGraph, execute, plan, task
+from flowplan.engine import SqliteStateStore
+
+db, name, marker = sys.argv[1], sys.argv[2], sys.argv[3]
+registry = Registry()
+
+@task(registry=registry, name=name)
+def work() -> int:
+    open(marker, "w").close()
+    time.sleep(float(sys.argv[4]))
+    return 1
+
+with SqliteStateStore(db, busy_timeout_s=30) as store:
+    execute(plan(TaskGraph.build([work]), run_id=name), store=store)
+print("finished")
+"""
+
+
+def _running(db: Path, name: str) -> bool:
+    with SqliteStateStore(db) as store:
+        try:
+            return store.load(name)[name].status is TaskStatus.RUNNING
+        except LookupError:
+            return False
+
+
+def test_recover_fails_only_the_dead_process_tasks(tmp_path: Path) -> None:
+    script = tmp_path / "owner.py"
+    script.write_text(_OWNER, encoding="utf-8")
+    db = tmp_path / "shared.db"
+    SqliteStateStore(db).close()
+    procs = {}
+    for name, hold in (("doomed", "600"), ("alive", "3")):
+        marker = tmp_path / f"{name}.started"
+        procs[name] = subprocess.Popen(
+            [sys.executable, str(script), str(db), name, str(marker), hold],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+    deadline = time.monotonic() + 30
+    # a body may start a moment before its RUNNING row commits: wait for both rows
+    while not all(_running(db, name) for name in procs):
+        assert time.monotonic() < deadline, "the owners never started"
+        time.sleep(0.01)
+    procs["doomed"].send_signal(signal.SIGKILL)
+    procs["doomed"].communicate()
+    with SqliteStateStore(db, recover=True) as store:
+        doomed, alive = store.load("doomed")["doomed"], store.load("alive")["alive"]
+        assert doomed.status is TaskStatus.FAILED
+        assert doomed.error is not None
+        assert "PROCESS_CRASH" in doomed.error.message
+        assert alive.status is TaskStatus.RUNNING  # a live process's task is never touched
+        assert store.get_run("alive").status == "running"
+        assert store.get_run("doomed").status == "failed"
+    out, err = procs["alive"].communicate(timeout=60)
+    assert (procs["alive"].returncode, out.strip()) == (0, "finished"), err
+    with SqliteStateStore(db, recover=True) as store:
+        assert store.load("alive")["alive"].status is TaskStatus.SUCCEEDED
+        assert store.get_run("alive").status == "succeeded"
+
+
+_SOAK = """
+import sys
+from flowplan import Registry, TaskGraph, execute, plan, task, InlineExecutor
+from flowplan.engine import SqliteStateStore
+
+db, worker, runs = sys.argv[1], sys.argv[2], int(sys.argv[3])
+registry = Registry()
+
+@task(registry=registry)
+def a() -> int:
+    return 1
+
+@task(depends_on=[a], registry=registry)
+def b(a: int) -> int:
+    return a + 1
+
+@task(depends_on=[a, b], registry=registry)
+def c(a: int, b: int) -> tuple[int, int]:
+    return (a, b)
+
+graph = TaskGraph.build([a, b, c])
+with SqliteStateStore(db) as store:
+    for i in range(runs):
+        execute(plan(graph, run_id=f"{worker}-{i}"), store=store, executor=InlineExecutor())
+print("ok")
+"""
+
+
+@pytest.mark.slow
+def test_four_processes_two_hundred_runs_each_on_one_file(tmp_path: Path) -> None:
+    script = tmp_path / "soak.py"
+    script.write_text(textwrap.dedent(_SOAK), encoding="utf-8")
+    db = tmp_path / "soak.db"
+    SqliteStateStore(db).close()
+    workers, runs = 4, 200
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(script), str(db), f"w{w}", str(runs)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for w in range(workers)
+    ]
+    for proc in procs:
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err  # never "database is locked"
+        assert out.strip() == "ok"
+        assert "locked" not in err
+    with SqliteStateStore(db) as store:
+        infos = store.list_runs()
+        assert len(infos) == workers * runs
+        for info in infos:
+            assert info.status == "succeeded"
+            snap = store.load(info.run_id)
+            assert {n: r.status for n, r in snap.records.items()} == dict.fromkeys(
+                "abc", TaskStatus.SUCCEEDED
+            )
+            assert snap.value("c") == (1, 2)
