@@ -525,6 +525,16 @@ def _parser() -> argparse.ArgumentParser:
         help="instead of benchmarking, cProfile one e2e run, e.g. chain:10000:inline",
     )
     parser.add_argument("--top", type=int, default=15, help="functions listed by --profile")
+    parser.add_argument(
+        "--no-peers", action="store_true", help="skip the peer comparison (benchmarks.peers)"
+    )
+    parser.add_argument(
+        "--peer-timeout",
+        type=float,
+        default=60.0,
+        metavar="S",
+        help="time limit per peer case; slower ones are reported as too slow (default 60)",
+    )
     return parser
 
 
@@ -570,8 +580,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"({info['implementation']}) · {info['platform']} · {info['cpu_count']} CPUs\n"
     )
     print(render(cases, args.repeat, args.workers))
+    peer_rows: list[dict[str, Any]] = []
+    if not args.no_peers:
+        from benchmarks import peers
+
+        peer_rows = peers.run_matrix(
+            sizes, shapes, repeat=args.repeat, workers=args.workers, timeout=args.peer_timeout
+        )
+        print()
+        print(peers.render(peer_rows, args.repeat, args.workers))
     if args.json is not None:
         document = to_json(cases, repeat=args.repeat, workers=args.workers)
+        document["peers"] = peer_rows
         args.json.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
         print(f"\nwrote {args.json}")
     return 0

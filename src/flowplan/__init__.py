@@ -48,6 +48,7 @@ from flowplan.interpreter import aexecute, execute
 from flowplan.plan import Action, Decision, Plan, plan
 from flowplan.policies import RetryPolicy
 from flowplan.registry import Registry, active_registry, clear_registry, default_registry
+from flowplan.report import to_ascii, to_dot, to_mermaid
 from flowplan.snapshot import ErrorInfo, Snapshot, TaskRecord, TaskStatus
 from flowplan.spec import Dependency, TaskSpec
 from flowplan.store import JsonSerializer, MemoryStore, PickleSerializer, StateStore
@@ -116,4 +117,7 @@ __all__ = [
     "fold",
     "plan",
     "task",
+    "to_ascii",
+    "to_dot",
+    "to_mermaid",
 ]

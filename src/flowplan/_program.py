@@ -197,7 +197,7 @@ def _run_coroutine(spec: TaskSpec[..., Any], kwargs: Mapping[str, Any]) -> Any:
     """Await an ``async def`` body from synchronous code, cancelling it on timeout."""
 
     async def main() -> Any:
-        task = asyncio.ensure_future(spec.fn(**kwargs))
+        task = asyncio.ensure_future(_guard(spec.fn(**kwargs)))
         done, _ = await asyncio.wait({task}, timeout=spec.timeout_s)
         if not done:
             task.cancel()
@@ -208,7 +208,7 @@ def _run_coroutine(spec: TaskSpec[..., Any], kwargs: Mapping[str, Any]) -> Any:
     try:
         asyncio.get_running_loop()
     except RuntimeError:
-        return asyncio.run(main())
+        return _unwrap(asyncio.run(main()))
     box: list[tuple[bool, Any]] = []  # a loop already runs in this thread: use another one
     ctx = contextvars.copy_context()
     thread = threading.Thread(
@@ -218,8 +218,62 @@ def _run_coroutine(spec: TaskSpec[..., Any], kwargs: Mapping[str, Any]) -> Any:
     thread.join()
     ok, result = box[0]
     if ok:
-        return result
+        return _unwrap(result)
     raise result
+
+
+@attrs.frozen
+class _Escaped:
+    """A ``KeyboardInterrupt``/``SystemExit`` raised by a coroutine body, carried as a value."""
+
+    error: BaseException
+
+
+async def _guard(body: Any) -> Any:
+    """Await ``body``; hand ``KeyboardInterrupt``/``SystemExit`` back as a value.
+
+    asyncio re-raises those two out of the event loop itself, so the run could not record the
+    attempt; returned as a value, the attempt is recorded like a sync one (fatal) instead.
+    """
+    try:
+        return await body
+    except (KeyboardInterrupt, SystemExit) as exc:
+        return _Escaped(exc)
+
+
+def _unwrap(result: Any) -> Any:
+    if isinstance(result, _Escaped):
+        raise result.error
+    return result
+
+
+# Sync attempts abandoned on timeout and maybe still running, by (run, task): a retry of a task
+# not marked ``idempotent`` waits for its abandoned attempt first, so the two never overlap.
+# Only timed-out attempts enter; the hot path pays one falsy-dict check.
+_abandoned: dict[tuple[str, TaskSpec[..., Any]], threading.Event] = {}
+_abandoned_lock = threading.Lock()
+
+
+def _abandon(spec: TaskSpec[..., Any], run_id: str, done: threading.Event) -> None:
+    if spec.idempotent:
+        return
+    with _abandoned_lock:
+        for other in [key for key, event in _abandoned.items() if event.is_set()]:
+            del _abandoned[other]
+        if not done.is_set():
+            _abandoned[run_id, spec] = done
+
+
+def _abandoned_attempt(spec: TaskSpec[..., Any], run_id: str) -> threading.Event | None:
+    """The still-running abandoned attempt a retry of ``spec`` must wait for, if any."""
+    if spec.idempotent:
+        return None
+    with _abandoned_lock:
+        done = _abandoned.get((run_id, spec))
+        if done is not None and done.is_set():
+            del _abandoned[run_id, spec]
+            return None
+        return done
 
 
 class _AttemptTimeoutError(Exception):
@@ -234,7 +288,15 @@ def _capture(fn: Callable[[], Any]) -> tuple[bool, Any]:
 
 
 def call(spec: TaskSpec[..., Any], kwargs: Mapping[str, Any], run_id: str, attempt: int) -> Outcome:
-    """Run one attempt synchronously; sync bodies with a timeout run on a daemon thread."""
+    """Run one attempt synchronously; sync bodies with a timeout run on a daemon thread.
+
+    A task not marked ``idempotent`` whose previous attempt was abandoned (timed out, still
+    running) waits here until that attempt ends: its attempts never overlap.
+    """
+    if _abandoned and spec.timeout_s is not None:
+        prior = _abandoned_attempt(spec, run_id)
+        if prior is not None:
+            prior.wait()
     ctx = _context(spec, run_id, attempt)
     start = time.perf_counter()
     if spec.is_async or spec.timeout_s is None:
@@ -252,6 +314,7 @@ def call(spec: TaskSpec[..., Any], kwargs: Mapping[str, Any], run_id: str, attem
     done, box = _start_daemon_attempt(spec, kwargs, ctx)
     if not done.wait(spec.timeout_s):
         ctx.cancel()
+        _abandon(spec, run_id, done)
         return TimedOut((time.perf_counter() - start) * 1000)
     return _outcome(box[0], start)
 
@@ -298,12 +361,16 @@ async def acall(
     run_sync: Callable[[Callable[[], Outcome]], Any],
 ) -> Outcome:
     """Run one attempt from asyncio: coroutines natively, sync bodies via ``run_sync``."""
+    if _abandoned and spec.timeout_s is not None:
+        prior = _abandoned_attempt(spec, run_id)
+        if prior is not None:  # a non-idempotent retry never overlaps its abandoned attempt
+            await asyncio.to_thread(prior.wait)
     ctx = _context(spec, run_id, attempt)
     start = time.perf_counter()
     if spec.is_async:
         token = _current.set(ctx)
         try:
-            task = asyncio.ensure_future(spec.fn(**kwargs))
+            task = asyncio.ensure_future(_guard(spec.fn(**kwargs)))
         finally:
             _current.reset(token)
         try:
@@ -319,7 +386,10 @@ async def acall(
         exc = task.exception()
         if exc is not None:
             return Raised(exc, (time.perf_counter() - start) * 1000)
-        return Returned(task.result(), (time.perf_counter() - start) * 1000)
+        result = task.result()
+        if isinstance(result, _Escaped):
+            return Raised(result.error, (time.perf_counter() - start) * 1000)
+        return Returned(result, (time.perf_counter() - start) * 1000)
     if spec.timeout_s is None:
         outcome: Outcome = await run_sync(lambda: call(spec, kwargs, run_id, attempt))
         return outcome
@@ -334,10 +404,11 @@ async def acall(
         with contextlib.suppress(RuntimeError):  # the loop closed while an abandoned attempt ran
             loop.call_soon_threadsafe(resolve)
 
-    _, box = _start_daemon_attempt(spec, kwargs, ctx, on_done=wake)
+    finished, box = _start_daemon_attempt(spec, kwargs, ctx, on_done=wake)
     try:
         await asyncio.wait_for(asyncio.shield(waiter), spec.timeout_s)
     except TimeoutError:
         ctx.cancel()
+        _abandon(spec, run_id, finished)
         return TimedOut((time.perf_counter() - start) * 1000)
     return _outcome(box[0], start)

@@ -64,6 +64,7 @@ def _check_function(spec: TaskSpec[..., Any], problems: list[DefinitionError]) -
             )
         supplied.add(special)
     if spec.upstream_param is None:
+        dep_names: set[str] | None = None
         for dep in spec.deps:
             if dep.name in keyword_params or has_var_kw:
                 injected.append(dep.name)
@@ -77,7 +78,9 @@ def _check_function(spec: TaskSpec[..., Any], problems: list[DefinitionError]) -
                     )
                 )
             elif not dep.ordering_only:
-                unused = sorted(keyword_params - {d.name for d in spec.deps})
+                if dep_names is None:  # once per task: O(deps), not O(deps²), at huge fan-in
+                    dep_names = {d.name for d in spec.deps}
+                unused = sorted(keyword_params - dep_names)
                 hint, _ = did_you_mean(dep.name, unused) if unused else ("", None)
                 hint = f" ({hint})" if unused and "did you mean" in hint else ""
                 problems.append(
@@ -391,6 +394,24 @@ class TaskGraph:
             cached = nx.freeze(cached)
             self._cache["digraph"] = cached
         return cached
+
+    def plain_tasks(self) -> frozenset[str]:
+        """The tasks the interpreter may run on its fast path, computed once: sync bodies with
+        no gate (``when``, ``validate``, ``retry_until``), one attempt and no timeout."""
+        plain: frozenset[str] | None = self._cache.get("plain")
+        if plain is None:
+            plain = frozenset(
+                name
+                for name, spec in self.specs.items()
+                if spec.when is None
+                and spec.validate is None
+                and spec.retry_until is None
+                and spec.timeout_s is None
+                and not spec.is_async
+                and spec.retry.max_attempts == 1
+            )
+            self._cache["plain"] = plain
+        return plain
 
     def step_keys(self) -> Mapping[str, str]:
         """Each task's step key (code, dependency keys, ``version=``), computed once."""

@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import queue
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import Executor, ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
-from flowplan._program import Call, Outcome, Sleep, acall, call, task_program
+from flowplan._program import Call, Outcome, Raised, Sleep, acall, call, task_program
+from flowplan.attempt import NEVER_CANCELLED, AttemptContext, _current
 from flowplan.errors import SerializationError
 from flowplan.events import (
     Event,
@@ -30,6 +32,7 @@ from flowplan.events import (
     TaskReused,
     TaskSkipped,
     TaskStarted,
+    TaskSucceeded,
 )
 from flowplan.executors import InlineExecutor, validate_max_workers
 from flowplan.hooks import Hook, HookDispatcher
@@ -44,6 +47,12 @@ __all__ = ["aexecute", "execute"]
 
 _PENDING = TaskStatus.PENDING
 _RUNNING = TaskStatus.RUNNING
+_SUCCEEDED = TaskStatus.SUCCEEDED
+
+_Done = tuple[str, float, float, Any, float]
+"""A plain task's success as one queue item, for quiet runs (no hooks, no store): name,
+started_at, finished_at, value, duration_ms. Its record equals the fold of the TaskStarted and
+TaskSucceeded events it stands for."""
 
 
 class _Run:
@@ -68,7 +77,21 @@ class _Run:
         self.store = store
         self.context = context
         self.clock = clock
+        # Reused records, then terminal (and, with hooks or a store, RUNNING) records as tasks
+        # progress. A planned task with no record is PENDING: no record is built for it until
+        # finish() (one record per task on the fast path instead of three).
         self.records: dict[str, TaskRecord] = dict(plan.reused)
+        # Quiet: nobody observes events (no hooks, no store), so a plain task's success is
+        # applied as one ``_Done`` item without building its two events.
+        self.quiet = store is None and not self.dispatch
+        self.plain = graph.plain_tasks()  # run without the task_program generator
+        self.step_keys = plan.step_keys
+        # Thread driver only (set there): a plain task → its only successor when that
+        # successor has no other dependency; the worker runs it next itself (no round-trip).
+        self.chain_next: dict[str, str] = {}
+        self.chain_prev: dict[str, str] = {}
+        # Quiet thread runs: plain tasks a worker is running (no RUNNING record exists).
+        self.running: set[str] = set()
         to_run = plan.to_run
         run_set = set(to_run)
         self.run_set = run_set
@@ -133,7 +156,35 @@ class _Run:
             return []
         return self._finished(name, record, event)
 
-    def _finished(self, name: str, record: TaskRecord, event: TaskEvent) -> list[str]:
+    def done(
+        self, name: str, started_at: float, finished_at: float, value: Any, duration_ms: float
+    ) -> list[str]:
+        """Apply a quiet plain task's success (a ``_Done`` item); return the ready names."""
+        self.running.discard(name)
+        if name in self.records:
+            return []  # e.g. the run was aborted meanwhile
+        record = TaskRecord(
+            name,
+            _SUCCEEDED,
+            1,
+            value,
+            True,
+            None,
+            started_at,
+            finished_at,
+            duration_ms,
+            None,
+            None,
+            False,
+            self.step_keys.get(name),
+            (),
+            False,
+            False,
+        )
+        self.records[name] = record
+        return self._finished(name, record, None)
+
+    def _finished(self, name: str, record: TaskRecord, event: TaskEvent | None) -> list[str]:
         graph = self.graph
         self.unfinished -= 1
         ready: list[str] = []
@@ -145,7 +196,11 @@ class _Run:
                 if succ in self.waiting:
                     left = self.waiting[succ] - 1
                     self.waiting[succ] = left
-                    if left == 0 and self.records[succ].status is _PENDING:
+                    if (
+                        left == 0
+                        and succ not in self.records
+                        and self.chain_next.get(name) != succ  # its worker runs it already
+                    ):
                         ready.append(succ)
             if name in self.consumers_left and self.consumers_left[name] == 0:
                 self._release(name)
@@ -189,7 +244,7 @@ class _Run:
         while stack:
             upstream, how = stack.pop()
             for succ in self.graph.successors[upstream]:
-                if succ in self.run_set and self.records[succ].status is _PENDING:
+                if succ in self.run_set and succ not in self.records:
                     reason = f"upstream {upstream!r} {how}"
                     event: TaskSkipped | TaskCancelled
                     if cancel:  # it never started because the run stopped: not a skip
@@ -219,12 +274,18 @@ class _Run:
         """
         detached = self.graph.detached
         held = set(self.held)
-        for name in self.plan.to_run:
-            if self.records[name].status is not _PENDING:
+        chain_prev = self.chain_prev
+        handed: set[str] = set()  # given to a worker, directly or behind its chain predecessor
+        for name in self.plan.to_run:  # topological: a chain predecessor comes first
+            if name in self.records:
+                continue
+            if chain_prev and chain_prev.get(name) in handed:
+                handed.add(name)
                 continue
             if name in detached and not everything:
                 continue
             if self.waiting[name] == 0 and name not in held:
+                handed.add(name)
                 continue
             event = TaskCancelled(self.run_id, self.clock(), name, reason, root)
             self._record_terminal(name, event)
@@ -242,8 +303,6 @@ class _Run:
     def start(self) -> list[str]:
         """Emit the run's first events; return the tasks ready at once."""
         plan = self.plan
-        for name in plan.to_run:
-            self.records[name] = TaskRecord(name, _PENDING)
         self.emit(RunStarted(self.run_id, self.clock(), plan.to_run, tuple(plan.reused)))
         for name, record in plan.reused.items():
             event = TaskReused(self.run_id, self.clock(), name, record)
@@ -276,6 +335,55 @@ class _Run:
             kwargs[spec.context_param] = self.context
         return kwargs, gate_kwargs
 
+    def kwargs(self, name: str) -> dict[str, Any]:
+        """The keyword arguments for ``name``'s body (no gate arguments: plain tasks)."""
+        spec = self.graph.specs[name]
+        records = self.records
+        kwargs: dict[str, Any]
+        if spec.upstream_param is not None:
+            preds = self.graph.predecessors[name]
+            kwargs = {spec.upstream_param: {dep: records[dep].value for dep in preds}}
+        else:
+            kwargs = {dep: records[dep].value for dep in self.graph.inputs[name]}
+        if spec.context_param is not None:
+            kwargs[spec.context_param] = self.context
+        return kwargs
+
+    def chain_kwargs(self, name: str, upstream: str, value: Any) -> dict[str, Any]:
+        """The keyword arguments of ``name``, whose only dependency ``upstream`` gave ``value``."""
+        spec = self.graph.specs[name]
+        kwargs: dict[str, Any]
+        if spec.upstream_param is not None:
+            kwargs = {spec.upstream_param: {upstream: value}}
+        elif self.graph.inputs[name]:
+            kwargs = {upstream: value}
+        else:
+            kwargs = {}
+        if spec.context_param is not None:
+            kwargs[spec.context_param] = self.context
+        return kwargs
+
+    def link_chains(self) -> None:
+        """Pair each plain task with its only successor when it is that successor's only
+        dependency (both plain, both main or both detached); see :func:`_plain_job`."""
+        graph = self.graph
+        plain = self.plain
+        detached = graph.detached
+        run_set = self.run_set
+        for name in self.plan.to_run:
+            succs = graph.successors[name]
+            if len(succs) != 1 or name not in plain:
+                continue
+            succ = succs[0]
+            if (
+                succ in plain
+                and succ in run_set
+                and len(graph.predecessors[succ]) == 1
+                and (name in detached) == (succ in detached)
+            ):
+                self.chain_next[name] = succ
+                self.chain_prev[succ] = name
+
     def program(self, name: str) -> tuple[Any, dict[str, Any]]:
         kwargs, gate_kwargs = self.inputs(name)
         spec = self.graph.specs[name]
@@ -289,8 +397,55 @@ class _Run:
         return prog, kwargs
 
     # -- finishing ------------------------------------------------------------------------
+    def abort(self, exc: BaseException) -> NoReturn:
+        """End a run stopped from outside its tasks, recording its state, and raise ``exc``.
+
+        For an interrupt in the driver (``KeyboardInterrupt`` while waiting on workers, a
+        cancelled ``aexecute``) or a store that cannot write: running tasks become FAILED
+        (kind ``"interrupted"``: not succeeded, so they run again on resume), pending ones
+        CANCELLED; ``RunFinished`` is emitted; ``exc`` is raised carrying the snapshot as
+        ``flowplan_snapshot``. A store write that fails stops further writes (best effort).
+        """
+        self.fatal = exc
+        why = f"the run was interrupted by {type(exc).__name__}"
+        info = ErrorInfo.from_exception(exc, kind="interrupted")
+        for name in self.plan.to_run:
+            old = self.records.get(name)  # None: pending, or running on a quiet fast path
+            if old is None and name in self.running:
+                old = TaskRecord(name, _RUNNING, 1)
+            event: TaskFailed | TaskCancelled
+            if old is not None and old.status is _RUNNING:
+                reason = f"{why} while it ran; it runs again on resume"
+                event = TaskFailed(self.run_id, self.clock(), name, old.attempts, info, reason)
+            elif old is None or old.status is _PENDING:
+                event = TaskCancelled(self.run_id, self.clock(), name, why, self.fatal_in or name)
+            else:
+                continue
+            record = advance(old, event)
+            self.records[name] = record
+            if self.store is not None:
+                try:
+                    self.store.save_record(self.run_id, record)
+                except Exception:  # the store is what failed: keep the original error
+                    self.store = None
+            if self.dispatch:
+                self.dispatch(event)
+        if self.store is not None:
+            with contextlib.suppress(Exception):  # the original error is the one to raise
+                self.store.finish_run(Snapshot(self.run_id, self.records), "failed")
+            self.store = None
+        self.finish()
+        raise exc  # pragma: no cover - finish() raised it
+
     def finish(self) -> Snapshot:
-        snapshot = Snapshot(self.run_id, self.records)
+        # Record order: reused ones, then the planned ones in plan order (a task that never
+        # got a record — an interrupted run — is PENDING). O(n), once per run.
+        records = self.records
+        ordered = {name: records[name] for name in self.plan.reused}  # maybe released since
+        for name in self.plan.to_run:
+            ordered[name] = records.get(name) or TaskRecord(name, _PENDING)
+        self.records = records = ordered
+        snapshot = Snapshot(self.run_id, records)
         counts: dict[str, int] = collections.Counter(r.status.value for r in self.records.values())
         failed = any(
             rec.status in (TaskStatus.FAILED, TaskStatus.CANCELLED)
@@ -346,19 +501,133 @@ def _job(run: _Run, name: str, emit: Callable[[TaskEvent], None]) -> None:
         )
 
 
+def _plain_job(run: _Run, name: str, emit: Callable[[Any], None]) -> None:
+    """Worker side of a plain task (no gates, one attempt, no timeout, sync): no generator.
+
+    Success is emitted as a ``_Done`` item on quiet runs, else as TaskStarted (before the body)
+    and TaskSucceeded; a failure replays the outcome through :func:`task_program`, so failures
+    are recorded exactly as on the general path. With ``run.chain_next`` (thread driver) the
+    worker then runs the task's only successor itself — its only dependency just succeeded, so
+    it is ready — unless the run stopped meanwhile (then it emits the successor's
+    cancellation, as a worker does for any task it was handed).
+    """
+    run_id = run.run_id
+    clock = run.clock
+    quiet = run.quiet
+    specs = run.graph.specs
+    chain_next = run.chain_next
+    kwargs: dict[str, Any] | None = None
+    try:
+        while True:
+            if run.stopped is not None or run.fatal is not None:
+                cancelled = run.should_cancel(name)
+                if cancelled is not None:
+                    emit(cancelled)
+                    return
+            if kwargs is None:
+                kwargs = run.kwargs(name)
+            fn = specs[name].fn
+            started_at = clock()
+            if quiet:
+                run.running.add(name)
+            else:
+                emit(TaskStarted(run_id, started_at, name, 1))
+            token = _current.set(AttemptContext(run_id, name, 1, None, None, NEVER_CANCELLED))
+            start = time.perf_counter()
+            try:
+                value = fn(**kwargs)
+            except BaseException as exc:
+                duration = (time.perf_counter() - start) * 1000
+                _current.reset(token)
+                _plain_failed(run, name, started_at, Raised(exc, duration), emit)
+                return
+            duration = (time.perf_counter() - start) * 1000
+            _current.reset(token)
+            if quiet:
+                emit((name, started_at, clock(), value, duration))
+            else:
+                step_key = run.step_keys.get(name)
+                emit(TaskSucceeded(run_id, clock(), name, 1, value, duration, step_key))
+            nxt = chain_next.get(name)
+            if nxt is None:
+                return
+            kwargs = run.chain_kwargs(nxt, name, value)
+            del value
+            name = nxt
+    except BaseException as exc:  # a bug or an interrupt outside the body: never hang the run
+        info = ErrorInfo.from_exception(exc, kind="crashed")
+        emit(
+            TaskFailed(
+                run_id,
+                clock(),
+                name,
+                0,
+                info,
+                f"flowplan crashed: {exc!r}",
+                fatal=not isinstance(exc, Exception),
+            )
+        )
+
+
+def _plain_failed(
+    run: _Run, name: str, started_at: float, outcome: Outcome, emit: Callable[[Any], None]
+) -> None:
+    """Emit a plain task's failure events: its program, fed the attempt's outcome."""
+    program = task_program(
+        run.graph.specs[name],
+        {},
+        run_id=run.run_id,
+        step_key=run.step_keys.get(name),
+        clock=run.clock,
+    )
+    started = next(program)  # the TaskStarted the fast path emitted (or skipped, if quiet)
+    assert isinstance(started, TaskStarted)
+    if run.quiet:
+        emit(TaskStarted(run.run_id, started_at, name, 1))
+    request = next(program)
+    assert isinstance(request, Call)
+    try:
+        request = program.send(outcome)
+        while True:
+            assert not isinstance(request, Call | Sleep)  # one attempt: no retry, no backoff
+            emit(request)
+            request = program.send(None)
+    except StopIteration:
+        return
+
+
+def _apply(run: _Run, item: TaskEvent | _Done) -> list[str]:
+    """Apply an event or a quiet ``_Done`` item; return the names that became ready."""
+    if type(item) is tuple:
+        return run.done(*item)
+    assert not isinstance(item, tuple)
+    return run.apply(item)
+
+
 def _run_inline(run: _Run) -> None:
     """Drive ``run`` in this thread, one task at a time (the :class:`InlineExecutor` path).
 
     Each task's events are applied before the next task starts, so fail-fast and interruptions
     stop exactly the tasks that have not started. No futures, no queue hop: the cheapest path.
     """
-    events: collections.deque[TaskEvent] = collections.deque()
+    events: collections.deque[TaskEvent | _Done] = collections.deque()
+    emit = events.append
+    plain = run.plain
     ready = collections.deque(run.start())
     while run.unfinished > 0:
         if events:
-            ready.extend(run.apply(events.popleft()))
+            item = events.popleft()
+            if type(item) is tuple:
+                ready.extend(run.done(*item))
+            else:
+                assert not isinstance(item, tuple)
+                ready.extend(run.apply(item))
         elif ready:
-            _job(run, ready.popleft(), events.append)
+            name = ready.popleft()
+            if name in plain:
+                _plain_job(run, name, emit)
+            else:
+                _job(run, name, emit)
         else:  # pragma: no cover - a scheduling bug must not pass as a hang or an IndexError
             raise RuntimeError(f"flowplan bug: {run.unfinished} task(s) can never become ready")
 
@@ -411,13 +680,16 @@ def execute(
             if owned:
                 pool.shutdown(wait=False)
         return run.finish()
-    events: queue.SimpleQueue[TaskEvent] = queue.SimpleQueue()
+    events: queue.SimpleQueue[TaskEvent | _Done] = queue.SimpleQueue()
     emit = events.put
+    plain = run.plain
+    if store is None:  # a store may turn a success into a failure: never run ahead of it
+        run.link_chains()
 
     def submit(names: list[str]) -> None:
         for name in names:
             try:
-                pool.submit(_job, run, name, emit)
+                pool.submit(_plain_job if name in plain else _job, run, name, emit)
             except RuntimeError as exc:  # executor shut down under us
                 info = ErrorInfo.from_exception(exc, kind="crashed")
                 emit(TaskFailed(run.run_id, clock(), name, 0, info, f"cannot submit: {exc}"))
@@ -425,7 +697,11 @@ def execute(
     try:
         submit(run.start())
         while run.unfinished > 0:
-            submit(run.apply(events.get()))
+            submit(_apply(run, events.get()))
+    except BaseException as exc:  # an interrupt in this thread, or a store that cannot write
+        if owned:
+            pool.shutdown(wait=False, cancel_futures=True)  # queued tasks never start
+        run.abort(exc)
     finally:
         if owned:
             pool.shutdown(wait=False)
@@ -532,5 +808,5 @@ async def aexecute(
             for job_task in tasks:
                 job_task.cancel()
     if stopped:
-        raise stopped[0]
+        run.abort(stopped[0])
     return run.finish()
