@@ -2,7 +2,9 @@
 
 Place in the data flow: used by the interpreter. Any ``concurrent.futures.Executor`` works; this
 module adds :class:`InlineExecutor`, which runs each submission at once in the calling thread —
-deterministic, single-threaded runs for tests and the lowest per-task overhead.
+deterministic, single-threaded runs for tests and the lowest per-task overhead — and executors
+that run attempts in other processes (:class:`RemoteExecutor`): :class:`ProcessExecutor`
+(killable child processes) and :class:`DaskExecutor` (a ``distributed`` cluster).
 """
 
 from __future__ import annotations
@@ -10,14 +12,42 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from concurrent.futures import Executor, Future
-from typing import ParamSpec, TypeVar
+from typing import Any, ParamSpec, Protocol, TypeVar, runtime_checkable
 
+from flowplan._dask import DaskExecutor
+from flowplan._process import AttemptKilledError, ProcessExecutor, WorkerDiedError
 from flowplan.errors import InvalidOptionError
 
-__all__ = ["InlineExecutor", "validate_max_workers"]
+__all__ = [
+    "AttemptKilledError",
+    "DaskExecutor",
+    "InlineExecutor",
+    "ProcessExecutor",
+    "RemoteExecutor",
+    "WorkerDiedError",
+    "validate_max_workers",
+]
 
 P = ParamSpec("P")
 T = TypeVar("T")
+
+
+@runtime_checkable
+class RemoteExecutor(Protocol):
+    """An executor that runs work in other processes (the marker the interpreter reads).
+
+    With such an executor (``executes_remotely = True``; ``ProcessPoolExecutor`` is recognised
+    too) a task's program — gates, retries, backoff, timeouts, events — stays in the calling
+    process, and each attempt is submitted as one picklable payload to a module-level function.
+    Optional methods: ``abandon(future) -> bool`` (stop a timed-out attempt; ``True`` when it
+    no longer runs) and ``forget(future)`` (release an abandoned attempt nobody waits for).
+    """
+
+    executes_remotely: bool
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        """Schedule ``fn(*args, **kwargs)``; return a ``concurrent.futures.Future``."""
+        ...  # pragma: no cover
 
 
 def validate_max_workers(value: object, option: str = "max_workers") -> int:

@@ -1,0 +1,263 @@
+"""Process isolation: an executor whose attempts run in child processes that can be killed.
+
+Place in the data flow: an executor the interpreter recognises as remote
+(``executes_remotely = True``): task programs stay in the driver, each attempt is one pickled
+payload. Each of ``max_workers`` slots is a driver thread owning one child process at a time
+(``spawn`` by default: no inherited locks or threads). :meth:`ProcessExecutor.abandon` — called
+by the interpreter when an attempt times out — kills that child for real; the slot starts a
+fresh one for its next attempt, so a retry never shares a process with the attempt it replaces.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import queue
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Executor, Future, InvalidStateError
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+
+from flowplan.errors import FlowplanError
+
+if TYPE_CHECKING:  # multiprocessing is imported on first use: it costs `import flowplan` ~40 ms
+    from multiprocessing.connection import Connection
+    from multiprocessing.context import BaseContext
+    from multiprocessing.process import BaseProcess
+
+__all__ = ["AttemptKilledError", "ProcessExecutor", "WorkerDiedError"]
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+class WorkerDiedError(FlowplanError, RuntimeError):
+    """The child process running an attempt died (crashed, or killed from outside)."""
+
+
+class AttemptKilledError(FlowplanError, RuntimeError):
+    """The attempt's process was killed on purpose (its attempt timed out or was abandoned)."""
+
+
+def _dumps(obj: object) -> bytes:
+    try:
+        import cloudpickle
+    except ImportError:  # pragma: no cover - cloudpickle ships with the ``process`` extra
+        return pickle.dumps(obj, pickle.HIGHEST_PROTOCOL)
+    return cloudpickle.dumps(obj, pickle.HIGHEST_PROTOCOL)
+
+
+def _child(conn: Connection) -> None:
+    """A worker process: run calls from ``conn`` until it closes."""
+    conn.send_bytes(b"ready")  # imported and listening: attempts' clocks may start
+    while True:
+        try:
+            data = conn.recv_bytes()
+        except (EOFError, OSError, KeyboardInterrupt):
+            return
+        try:
+            fn, args, kwargs = pickle.loads(data)
+            result: tuple[bool, Any] = (True, fn(*args, **kwargs))
+        except BaseException as exc:
+            result = (False, exc)
+        try:
+            reply = _dumps(result)
+        except Exception as exc:
+            reply = _dumps((False, RuntimeError(f"the result cannot be pickled: {exc!r}")))
+        conn.send_bytes(reply)
+
+
+class ProcessExecutor(Executor):
+    """Run submitted calls in child processes; a call can be killed for real.
+
+    Calls and their results must pickle (``cloudpickle`` is used when installed, so lambdas
+    and closures work). With :func:`~flowplan.execute`, the task program stays in the calling
+    process and only each attempt is sent; an attempt that exceeds its ``timeout_s`` has its
+    process killed, and a retry runs in a fresh process.
+
+    Args:
+        max_workers: how many child processes run at once (default: the CPU count).
+        mp_context: a ``multiprocessing`` start method name or context (default ``"spawn"``).
+
+    >>> with ProcessExecutor(1) as pool:
+    ...     pool.submit(pow, 2, 10).result()
+    1024
+    """
+
+    executes_remotely = True
+
+    def __init__(
+        self, max_workers: int | None = None, *, mp_context: str | BaseContext | None = None
+    ) -> None:
+        import multiprocessing
+
+        from flowplan.executors import validate_max_workers
+
+        self.max_workers = (
+            validate_max_workers(max_workers) if max_workers is not None else os.cpu_count() or 1
+        )
+        if mp_context is None or isinstance(mp_context, str):
+            self._ctx: Any = multiprocessing.get_context(mp_context or "spawn")
+        else:
+            self._ctx = mp_context
+        self._jobs: queue.SimpleQueue[tuple[Future[Any], bytes] | None] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._running: dict[Future[Any], BaseProcess] = {}
+        self._began: dict[Future[Any], float] = {}
+        self._threads: list[threading.Thread] = []
+        self._shutdown = False
+
+    def submit(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Future[T]:
+        """Schedule ``fn(*args, **kwargs)`` in a child process.
+
+        Raises:
+            RuntimeError: after :meth:`shutdown`.
+            Exception: whatever pickling the call raises (nothing is scheduled then).
+        """
+        data = _dumps((fn, args, kwargs))
+        future: Future[T] = Future()
+        with self._lock:
+            if self._shutdown:
+                raise RuntimeError("cannot submit to a ProcessExecutor after shutdown()")
+            if not self._threads:
+                for i in range(self.max_workers):
+                    thread = threading.Thread(
+                        target=self._slot, name=f"flowplan-process-{i}", daemon=True
+                    )
+                    thread.start()
+                    self._threads.append(thread)
+        self._jobs.put((future, data))
+        return future
+
+    def began(self, future: Future[Any]) -> float | None:
+        """When the call was sent to a ready child (``time.monotonic()``), or ``None`` while
+        it waits for a slot or a child's start-up: queue time never counts against a timeout.
+        """
+        if future.done():
+            return 0.0
+        with self._lock:
+            return self._began.get(future)
+
+    def abandon(self, future: Future[Any]) -> bool:
+        """Stop the call behind ``future``: cancel it if queued, kill its process if running.
+
+        Returns ``True``: afterwards the call no longer runs.
+        """
+        if future.cancel():
+            return True
+        # Settle first: a slot that has not sent the call yet sees it done and skips it.
+        self._settle(future, False, AttemptKilledError("the attempt's process was killed"))
+        with self._lock:
+            process = self._running.pop(future, None)
+        if process is not None:
+            process.kill()
+        return True
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """Stop accepting calls; child processes exit once the queued calls are done."""
+        with self._lock:
+            if self._shutdown:
+                return
+            self._shutdown = True
+            threads = list(self._threads)
+        if cancel_futures:
+            while True:
+                try:
+                    item = self._jobs.get_nowait()
+                except queue.Empty:
+                    break
+                if item is not None:
+                    item[0].cancel()
+        for _ in threads:
+            self._jobs.put(None)
+        if wait:
+            for thread in threads:
+                thread.join()
+
+    def _slot(self) -> None:
+        process: BaseProcess | None = None
+        conn: Connection | None = None
+        try:
+            while True:
+                item = self._jobs.get()
+                if item is None:
+                    return
+                future, data = item
+                if not future.set_running_or_notify_cancel():
+                    continue
+                if process is None or conn is None or not process.is_alive():
+                    try:
+                        process, conn = self._start(process, conn)
+                    except BaseException as exc:  # e.g. spawn without a __main__ guard
+                        process = conn = None
+                        self._settle(future, False, WorkerDiedError(
+                            f"cannot start a worker process: {exc}"
+                        ))  # fmt: skip
+                        continue
+                with self._lock:
+                    self._running[future] = process
+                if future.done():  # abandoned before it was sent
+                    with self._lock:
+                        self._running.pop(future, None)
+                    continue
+                with self._lock:
+                    self._began[future] = time.monotonic()
+                try:
+                    conn.send_bytes(data)
+                    reply = conn.recv_bytes()
+                except (EOFError, OSError):
+                    process.join(5)
+                    code = process.exitcode
+                    process, conn = self._close(process, conn)
+                    self._settle(future, False, WorkerDiedError(
+                        f"the worker process died (exit code {code}) while running the call"
+                    ))  # fmt: skip
+                    continue
+                finally:
+                    with self._lock:
+                        self._running.pop(future, None)
+                        self._began.pop(future, None)
+                ok, value = pickle.loads(reply)
+                self._settle(future, ok, value)
+        finally:
+            if process is not None:
+                self._close(process, conn)
+
+    def _start(
+        self, old: BaseProcess | None, conn: Connection | None
+    ) -> tuple[BaseProcess, Connection]:
+        if old is not None:
+            self._close(old, conn)
+        parent, child = self._ctx.Pipe()
+        process: BaseProcess = self._ctx.Process(
+            target=_child, args=(child,), name="flowplan-worker", daemon=True
+        )
+        process.start()
+        child.close()
+        try:
+            parent.recv_bytes()  # the child's start-up never counts against a timeout
+        except BaseException:
+            self._close(process, parent)
+            raise
+        return process, parent
+
+    @staticmethod
+    def _close(process: BaseProcess, conn: Connection | None) -> tuple[None, None]:
+        if conn is not None:
+            conn.close()  # the child's recv ends: it exits
+        process.join(1)
+        if process.is_alive():
+            process.kill()
+            process.join()
+        return None, None
+
+    @staticmethod
+    def _settle(future: Future[Any], ok: bool, value: Any) -> None:
+        try:
+            if ok:
+                future.set_result(value)
+            else:
+                future.set_exception(value)
+        except InvalidStateError:
+            pass  # abandoned (killed) meanwhile

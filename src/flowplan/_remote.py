@@ -1,0 +1,448 @@
+"""Remote attempts: the task program stays here, only each attempt is shipped.
+
+Place in the data flow: inside the interpreter, for executors that cannot share memory
+(:class:`~flowplan.executors.ProcessExecutor`, :class:`~flowplan.executors.DaskExecutor`,
+``concurrent.futures.ProcessPoolExecutor``, anything with ``executes_remotely = True``). The
+task's program — gates, retries, backoff, timeouts, events — runs in the driver (from the main
+loop, one thread, no thread per task); each attempt, ``spec.fn(**kwargs)``, is one picklable
+payload (bytes) given to the module-level trampoline :func:`run_attempt`. The private run
+object never leaves the driver.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import heapq
+import inspect
+import itertools
+import os
+import pickle
+import queue
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from typing import TYPE_CHECKING, Any
+
+from flowplan._program import Call, Outcome, Raised, Returned, Sleep, TimedOut
+from flowplan.attempt import NEVER_CANCELLED, AttemptContext, _current
+from flowplan.errors import SerializationError
+from flowplan.events import TaskEvent, TaskFailed
+from flowplan.snapshot import ErrorInfo
+
+if TYPE_CHECKING:
+    from flowplan.interpreter import _Run
+    from flowplan.spec import TaskSpec
+
+__all__ = ["RemoteTraceback", "dumps", "is_remote", "run_attempt"]
+
+
+def dumps(obj: object) -> bytes:
+    """Pickle ``obj`` with cloudpickle when installed (lambdas, closures), else pickle."""
+    try:
+        import cloudpickle
+    except ImportError:  # pragma: no cover - cloudpickle is installed with the extras
+        return pickle.dumps(obj, pickle.HIGHEST_PROTOCOL)
+    return cloudpickle.dumps(obj, pickle.HIGHEST_PROTOCOL)
+
+
+def is_remote(executor: object) -> bool:
+    """Whether ``executor`` runs work in other processes (it needs picklable payloads)."""
+    return getattr(executor, "executes_remotely", False) is True or isinstance(
+        executor, ProcessPoolExecutor
+    )
+
+
+class RemoteTraceback(Exception):  # noqa: N818 - named like concurrent.futures' own
+    """The traceback of an attempt that raised in another process (set as ``__cause__``)."""
+
+    def __str__(self) -> str:
+        return f"\n{self.args[0]}" if self.args else ""
+
+
+class RemoteTaskError(Exception):
+    """Stands in for an exception raised remotely that cannot be pickled back."""
+
+
+def _dump_error(exc: BaseException) -> bytes:
+    tb = "".join(traceback.format_exception(exc))
+    try:
+        blob = dumps(exc)
+        pickle.loads(blob)  # some exceptions pickle but cannot be rebuilt
+    except Exception:
+        blob = dumps(RemoteTaskError(f"{type(exc).__module__}.{type(exc).__qualname__}: {exc}"))
+    return dumps((blob, f"(in process {os.getpid()})\n{tb}"))
+
+
+def run_attempt(blob: bytes) -> tuple[bool, bytes, float]:
+    """Trampoline: run one attempt from its payload; return ``(ok, pickled result, ms)``.
+
+    A coroutine function's attempt is awaited with ``asyncio.run``. The result is pickled here,
+    so a value that cannot travel back is a clear :class:`SerializationError`, not a hang.
+    """
+    fn_blob, kwargs, run_id, task, attempt, timeout = pickle.loads(blob)
+    fn = pickle.loads(fn_blob)
+    if timeout is None:
+        ctx = AttemptContext(run_id, task, attempt, None, None, NEVER_CANCELLED)
+    else:
+        ctx = AttemptContext(run_id, task, attempt, time.monotonic() + timeout, timeout)
+    token = _current.set(ctx)
+    start = time.perf_counter()
+    try:
+        value = fn(**kwargs)
+        if inspect.iscoroutine(value):
+            value = asyncio.run(value)
+    except BaseException as exc:
+        return False, _dump_error(exc), (time.perf_counter() - start) * 1000
+    finally:
+        _current.reset(token)
+    duration = (time.perf_counter() - start) * 1000
+    try:
+        return True, dumps(value), duration
+    except Exception as exc:
+        error = SerializationError(
+            f"task {task!r} returned a value of type {type(value).__qualname__} that cannot be "
+            f"pickled back from the worker process: {exc}",
+            value_type=type(value).__qualname__,
+        )
+        return False, _dump_error(error), duration
+
+
+def outcome_of(future: Future[Any]) -> Outcome:
+    """Decode a finished remote attempt's future into an :class:`Outcome`."""
+    try:
+        ok, blob, duration = future.result()
+    except BaseException as exc:  # the worker died, the pool broke, the attempt was cancelled
+        return Raised(exc, 0.0)
+    if ok:
+        return Returned(pickle.loads(blob), duration)
+    try:
+        error_blob, tb = pickle.loads(blob)
+        error = pickle.loads(error_blob)
+    except Exception as exc:  # pragma: no cover - _dump_error checked the round trip
+        return Raised(RemoteTaskError(f"cannot unpickle the remote error: {exc!r}"), duration)
+    error.__cause__ = RemoteTraceback(tb)
+    return Raised(error, duration)
+
+
+def fn_blobs(run: _Run, executor: object) -> dict[str, bytes]:
+    """Pickle every planned task's function once; all problems at once, before anything runs.
+
+    Raises:
+        SerializationError: naming each task that cannot be sent to ``executor``.
+    """
+    blobs: dict[str, bytes] = {}
+    problems: list[str] = []
+    where = type(executor).__name__
+    specs = run.graph.specs
+    for name in run.plan.to_run:
+        spec = specs[name]
+        try:
+            _by_value_if_not_importable(spec.fn)
+            blobs[name] = dumps(spec.fn)
+            if spec.context_param is not None:
+                dumps(run.context)
+        except Exception as exc:
+            problems.append(f"task {name!r}: {type(exc).__name__}: {exc}")
+    if problems:
+        hint = "" if _has_cloudpickle() else " (install cloudpickle for lambdas and closures)"
+        raise SerializationError(
+            f"{len(problems)} task(s) cannot be sent to {where}, which runs attempts in other "
+            f"processes: every task function (and the run's context) must pickle{hint}; "
+            "define tasks at module level or use a thread executor:\n  " + "\n  ".join(problems),
+            value_type="function",
+        )
+    return blobs
+
+
+def _by_value_if_not_importable(fn: object) -> None:
+    """Send functions of modules built at run time (``exec``'d code) by value, not by name."""
+    module = sys.modules.get(getattr(fn, "__module__", None) or "")
+    if module is None or module.__name__ == "__main__" or module.__spec__ is not None:
+        return  # importable by name (or __main__, which cloudpickle sends by value already)
+    try:
+        import cloudpickle
+    except ImportError:  # pragma: no cover
+        return
+    cloudpickle.register_pickle_by_value(module)
+
+
+def _has_cloudpickle() -> bool:
+    try:
+        import cloudpickle  # noqa: F401
+    except ImportError:  # pragma: no cover
+        return False
+    return True
+
+
+def payload(
+    spec: TaskSpec[..., Any], fn_blob: bytes, kwargs: dict[str, Any], run_id: str, attempt: int
+) -> bytes:
+    """One attempt's picklable payload for :func:`run_attempt`."""
+    try:
+        return dumps((fn_blob, kwargs, run_id, spec.name, attempt, spec.timeout_s))
+    except Exception as exc:
+        raise SerializationError(
+            f"task {spec.name!r}: its inputs cannot be sent to another process: {exc}; "
+            "upstream values must pickle",
+            value_type="kwargs",
+        ) from exc
+
+
+def abandon(executor: object, future: Future[Any]) -> bool:
+    """Stop a timed-out attempt if the executor can; return whether it no longer runs."""
+    stop: Callable[[Future[Any]], bool] | None = getattr(executor, "abandon", None)
+    if stop is not None:
+        return stop(future)
+    return future.cancel()
+
+
+def overdue(executor: object, future: Future[Any], timeout: float, submitted: float) -> float:
+    """Seconds until ``future``'s attempt times out (``<= 0``: now); queue time not counted.
+
+    An executor with ``began(future)`` says when the attempt really started (``None``: not
+    yet); others count from ``submitted`` (``time.monotonic()`` at submission).
+    """
+    began: Callable[[Future[Any]], float | None] | None = getattr(executor, "began", None)
+    now = time.monotonic()
+    start = submitted if began is None else began(future)
+    if start is None:
+        return timeout  # still queued: check again later
+    return max(start, submitted) + timeout - now
+
+
+def forget(executor: object, future: Future[Any]) -> None:
+    """Release an abandoned attempt nobody waits for (an idempotent task's)."""
+    release: Callable[[Future[Any]], None] | None = getattr(executor, "forget", None)
+    if release is not None:
+        release(future)
+
+
+class _Task:
+    """A running task's program in the driver."""
+
+    __slots__ = (
+        "blocker",
+        "deferred",
+        "future",
+        "kwargs",
+        "program",
+        "spec",
+        "started",
+        "submitted",
+        "token",
+    )
+
+    def __init__(self, program: Any, kwargs: dict[str, Any], spec: TaskSpec[..., Any]) -> None:
+        self.program = program
+        self.kwargs = kwargs
+        self.spec = spec
+        self.token = 0  # identifies the current attempt's future and timer
+        self.future: Future[Any] | None = None
+        self.started = 0.0
+        self.submitted = 0.0
+        self.blocker: Future[Any] | None = None  # an abandoned attempt a retry must outlive
+        self.deferred: int | None = None  # the Call waiting for ``blocker``
+
+
+def drive(run: _Run, executor: Executor) -> None:
+    """Run every planned task: programs in this thread, attempts on ``executor``."""
+    blobs = fn_blobs(run, executor)
+    events: queue.SimpleQueue[tuple[str, int, Future[Any]]] = queue.SimpleQueue()
+    timers: list[tuple[float, int, str, int, bool]] = []  # due, seq, task, token, is_timeout
+    seq = itertools.count()
+    tasks: dict[str, _Task] = {}
+    ready: collections.deque[str] = collections.deque()
+
+    def crashed(name: str, exc: BaseException) -> None:
+        tasks.pop(name, None)
+        info = ErrorInfo.from_exception(exc, kind="crashed")
+        event = TaskFailed(
+            run.run_id, run.clock(), name, 0, info, f"flowplan crashed: {exc!r}",
+            fatal=not isinstance(exc, Exception),
+        )  # fmt: skip
+        ready.extend(run.apply(event))
+
+    def submit(name: str, task: _Task, attempt: int) -> Outcome | None:
+        spec = task.spec
+        try:
+            blob = payload(spec, blobs[name], task.kwargs, run.run_id, attempt)
+            future = executor.submit(run_attempt, blob)
+        except Exception as exc:  # unpicklable inputs, or an executor shut down under us
+            return Raised(exc, 0.0)
+        task.token += 1
+        token = task.token
+        task.future = future
+        task.started = time.perf_counter()
+        task.submitted = time.monotonic()
+        future.add_done_callback(lambda f: events.put((name, token, f)))
+        if spec.timeout_s is not None:
+            due = time.monotonic() + spec.timeout_s
+            heapq.heappush(timers, (due, next(seq), name, token, True))
+        return None
+
+    def step(name: str, outcome: Outcome | None) -> None:
+        task = tasks[name]
+        try:
+            while True:
+                request = task.program.send(outcome)
+                outcome = None
+                if isinstance(request, Call):
+                    if task.blocker is not None and not task.blocker.done():
+                        task.deferred = request.attempt  # wait for the abandoned attempt
+                        return
+                    task.blocker = None
+                    outcome = submit(name, task, request.attempt)
+                    if outcome is None:
+                        return
+                elif isinstance(request, Sleep):
+                    due = time.monotonic() + request.seconds
+                    heapq.heappush(timers, (due, next(seq), name, task.token, False))
+                    return
+                else:
+                    ready.extend(run.apply(request))
+        except StopIteration:
+            tasks.pop(name, None)
+        except BaseException as exc:  # a bug outside the body: never hang the run
+            crashed(name, exc)
+
+    def start(name: str) -> None:
+        cancelled = run.should_cancel(name)
+        if cancelled is not None:
+            ready.extend(run.apply(cancelled))
+            return
+        try:
+            program, kwargs = run.program(name)
+            task = _Task(program, kwargs, run.graph.specs[name])
+            tasks[name] = task
+            request = next(program)
+        except StopIteration:
+            tasks.pop(name, None)
+            return
+        except BaseException as exc:
+            crashed(name, exc)
+            return
+        if isinstance(request, TaskEvent):
+            ready.extend(run.apply(request))
+            if name in tasks:
+                step(name, None)
+        else:  # pragma: no cover - a program starts with an event
+            crashed(name, RuntimeError(f"unexpected first request {request!r}"))
+
+    def timed_out(name: str, task: _Task) -> None:
+        future = task.future
+        assert future is not None
+        task.token += 1  # the abandoned future's late result is ignored
+        task.future = None
+        if not abandon(executor, future):
+            if task.spec.idempotent:
+                forget(executor, future)
+            else:
+                task.blocker = future
+                future.add_done_callback(lambda f: events.put((name, -1, f)))
+        step(name, TimedOut((time.perf_counter() - task.started) * 1000))
+
+    try:
+        ready.extend(run.start())
+        while run.unfinished > 0:
+            while ready:
+                start(ready.popleft())
+            if run.unfinished == 0:
+                break
+            wait = None
+            if timers:
+                wait = max(0.0, timers[0][0] - time.monotonic())
+            try:
+                name, token, future = events.get(timeout=wait)
+            except queue.Empty:
+                now = time.monotonic()
+                while timers and timers[0][0] <= now:
+                    _, _, name, token, is_timeout = heapq.heappop(timers)
+                    task_ = tasks.get(name)
+                    if task_ is None or task_.token != token:
+                        continue  # the attempt finished first
+                    if is_timeout:
+                        assert task_.future is not None
+                        assert task_.spec.timeout_s is not None
+                        left = overdue(
+                            executor, task_.future, task_.spec.timeout_s, task_.submitted
+                        )
+                        if left > 0:  # it waited in a queue first: its clock started later
+                            heapq.heappush(timers, (now + left, next(seq), name, token, True))
+                        else:
+                            timed_out(name, task_)
+                    else:
+                        step(name, None)
+                continue
+            task_ = tasks.get(name)
+            if task_ is None:
+                continue
+            if token == -1:  # an abandoned attempt ended: a deferred retry may go
+                if task_.blocker is future and task_.deferred is not None:
+                    attempt, task_.deferred, task_.blocker = task_.deferred, None, None
+                    outcome = submit(name, task_, attempt)
+                    if outcome is not None:
+                        step(name, outcome)
+                continue
+            if token != task_.token:
+                continue
+            task_.future = None
+            task_.token += 1  # its timeout timer is now stale
+            step(name, outcome_of(future))
+    except BaseException as exc:  # an interrupt in this thread, or a store that cannot write
+        for task_ in tasks.values():
+            if task_.future is not None:
+                with contextlib.suppress(Exception):
+                    abandon(executor, task_.future)
+        run.abort(exc)
+
+
+_blocked: dict[tuple[str, str], Future[Any]] = {}
+
+
+async def acall_remote(
+    spec: TaskSpec[..., Any],
+    kwargs: dict[str, Any],
+    run_id: str,
+    attempt: int,
+    *,
+    executor: Executor,
+    fn_blob: bytes,
+) -> Outcome:
+    """Run one sync attempt on a remote executor from asyncio (``aexecute``)."""
+    prior = _blocked.pop((run_id, spec.name), None)
+    if prior is not None:  # a non-idempotent retry never overlaps its abandoned attempt
+        with contextlib.suppress(BaseException):
+            await asyncio.wrap_future(prior)
+    try:
+        blob = payload(spec, fn_blob, kwargs, run_id, attempt)
+        future = executor.submit(run_attempt, blob)
+    except Exception as exc:
+        return Raised(exc, 0.0)
+    start = time.perf_counter()
+    submitted = time.monotonic()
+    waiter = asyncio.wrap_future(future)
+    wait = spec.timeout_s
+    try:
+        while True:
+            done, _ = await asyncio.wait({waiter}, timeout=wait)
+            if done or spec.timeout_s is None:
+                break
+            wait = overdue(executor, future, spec.timeout_s, submitted)
+            if wait <= 0:
+                break
+    except asyncio.CancelledError:  # the run itself was cancelled: so is the attempt
+        abandon(executor, future)
+        raise
+    if not done:
+        waiter.cancel()
+        if not abandon(executor, future):
+            if spec.idempotent:
+                forget(executor, future)
+            else:
+                _blocked[run_id, spec.name] = future
+        return TimedOut((time.perf_counter() - start) * 1000)
+    return outcome_of(future)

@@ -1,0 +1,161 @@
+"""DaskExecutor against a real LocalCluster: same snapshots, retries after a killed worker."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import os
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import dask
+import distributed
+import pytest
+
+import flowplan
+from flowplan import DaskExecutor, TaskGraph, TaskStatus, aexecute, execute, plan, task
+from remote_helpers import EXPECTED, dag, summary
+
+
+@pytest.fixture(scope="module")
+def client() -> Iterator[distributed.Client]:
+    """Two single-threaded worker processes; a killed worker's task is not rerun by Dask
+    (``allowed-failures: 0``), so flowplan's own retry is what recovers it."""
+    with (
+        dask.config.set({"distributed.scheduler.allowed-failures": 0}),
+        distributed.LocalCluster(  # type: ignore[no-untyped-call]  # distributed: untyped
+            n_workers=2,
+            processes=True,
+            threads_per_worker=1,
+            dashboard_address=None,
+            silence_logs=50,
+        ) as cluster,
+        distributed.Client(cluster) as dask_client,  # type: ignore[no-untyped-call]
+    ):
+        _warm(dask_client)
+        yield dask_client
+
+
+def _warm(client: distributed.Client) -> None:
+    """Import flowplan on every worker, so a first attempt's import never eats a timeout."""
+    client.run(importlib.import_module, "flowplan._remote")
+
+
+def test_the_same_dag_gives_the_same_snapshot_on_dask(
+    client: distributed.Client, registry: flowplan.Registry
+) -> None:
+    graph, _ = dag()
+    snapshot = execute(plan(graph), executor=DaskExecutor(client), fail_fast=False)
+    assert summary(snapshot) == EXPECTED
+
+
+def test_the_same_dag_on_dask_under_asyncio(
+    client: distributed.Client, registry: flowplan.Registry
+) -> None:
+    graph, _ = dag()
+    snapshot = asyncio.run(aexecute(plan(graph), executor=DaskExecutor(client), fail_fast=False))
+    assert summary(snapshot) == EXPECTED
+
+
+def test_task_parameters_named_like_dask_keywords_do_not_clash(
+    client: distributed.Client, registry: flowplan.Registry
+) -> None:
+    @task
+    def key() -> str:
+        return "k"
+
+    @task(depends_on=[key])
+    def pure(key: str) -> str:
+        return key + "p"
+
+    snapshot = execute(plan(TaskGraph.build([key, pure])), executor=DaskExecutor(client))
+    assert snapshot.value(pure) == "kp"
+
+
+def test_a_retry_is_never_a_cached_failure(
+    client: distributed.Client, registry: flowplan.Registry, tmp_path: Path
+) -> None:
+    marker = tmp_path / "tried"
+
+    @task(retry=1, retry_backoff_base_ms=0)
+    def once_failing() -> int:
+        if not marker.exists():
+            marker.write_text("1")
+            raise RuntimeError("first")
+        return 7
+
+    snapshot = execute(plan(TaskGraph.build([once_failing])), executor=DaskExecutor(client))
+    assert snapshot.value(once_failing) == 7
+    assert snapshot.records["once_failing"].attempts == 2
+
+
+def test_a_timed_out_attempt_is_recorded_timed_out(
+    client: distributed.Client, registry: flowplan.Registry
+) -> None:
+    @task(timeout_s=0.3, idempotent=True)
+    def slow() -> int:
+        time.sleep(1)
+        return 1
+
+    snapshot = execute(plan(TaskGraph.build([slow])), executor=DaskExecutor(client))
+    error = snapshot.records["slow"].error
+    assert error is not None
+    assert error.kind == "timeout"
+
+
+def test_a_killed_worker_leads_to_a_retry_not_a_hang(
+    client: distributed.Client, registry: flowplan.Registry, tmp_path: Path
+) -> None:
+    pid_file = tmp_path / "pid"
+
+    @task(retry=1, retry_backoff_base_ms=0, timeout_s=20)
+    def victim() -> str:
+        attempt = flowplan.current_attempt()
+        assert attempt is not None
+        if attempt.attempt == 1:
+            pid_file.write_text(str(os.getpid()))
+            time.sleep(15)
+        return f"attempt {attempt.attempt}"
+
+    def killer() -> None:
+        deadline = time.monotonic() + 15
+        while not pid_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        os.kill(int(pid_file.read_text()), signal.SIGKILL)
+
+    thread = threading.Thread(target=killer)
+    thread.start()
+    started = time.perf_counter()
+    snapshot = execute(plan(TaskGraph.build([victim])), executor=DaskExecutor(client))
+    thread.join()
+    assert time.perf_counter() - started < 15  # never waited out the sleep or the timeout
+    record = snapshot.records["victim"]
+    assert record.status is TaskStatus.SUCCEEDED, record.error
+    assert record.value == "attempt 2"
+    assert record.attempts == 2
+    client.wait_for_workers(2, timeout=30)  # the nanny restarts it for the next tests
+    _warm(client)
+
+
+def test_a_retry_waits_for_its_abandoned_attempt_unless_idempotent(
+    client: distributed.Client, registry: flowplan.Registry, tmp_path: Path
+) -> None:
+    ended, retried = tmp_path / "ended", tmp_path / "retried"
+
+    @task(timeout_s=0.3, retry=1, retry_backoff_base_ms=0)
+    def careful() -> int:
+        attempt = flowplan.current_attempt()
+        assert attempt is not None
+        if attempt.attempt == 1:
+            time.sleep(1)
+            ended.write_text(repr(time.time()))
+            return 1
+        retried.write_text(repr(time.time()))
+        return 2
+
+    snapshot = execute(plan(TaskGraph.build([careful])), executor=DaskExecutor(client))
+    assert snapshot.value(careful) == 2
+    assert float(retried.read_text()) >= float(ended.read_text())  # never overlapped
