@@ -94,6 +94,8 @@ ExecutorName: TypeAlias = Literal["inline", "threads"]
 EXECUTORS: Final[tuple[ExecutorName, ...]] = ("inline", "threads")
 WORKERS: Final = 8
 LATTICE_WIDTH: Final = 100
+EXTRAS_TASKS: Final = 2_000
+"""Tasks of the extras run (SQLite store, StructlogHook; memory at 10 times this)."""
 DEFAULT_SIZES: Final = (1_000, 10_000)
 LARGE_SIZE: Final = 100_000
 
@@ -529,6 +531,11 @@ def _parser() -> argparse.ArgumentParser:
         "--no-peers", action="store_true", help="skip the peer comparison (benchmarks.peers)"
     )
     parser.add_argument(
+        "--no-extras",
+        action="store_true",
+        help="skip the SQLite store / StructlogHook / memory figures (benchmarks.extras)",
+    )
+    parser.add_argument(
         "--peer-timeout",
         type=float,
         default=60.0,
@@ -580,6 +587,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"({info['implementation']}) · {info['platform']} · {info['cpu_count']} CPUs\n"
     )
     print(render(cases, args.repeat, args.workers))
+    extra_rows: list[dict[str, Any]] = []
+    if not args.no_extras:
+        from benchmarks import extras
+
+        extra_rows = extras.measure_extras(EXTRAS_TASKS, args.repeat)
+        print()
+        print(extras.render_extras(extra_rows, EXTRAS_TASKS, args.repeat))
     peer_rows: list[dict[str, Any]] = []
     if not args.no_peers:
         from benchmarks import peers
@@ -592,6 +606,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.json is not None:
         document = to_json(cases, repeat=args.repeat, workers=args.workers)
         document["peers"] = peer_rows
+        document["extras"] = extra_rows
         args.json.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
         print(f"\nwrote {args.json}")
     return 0

@@ -40,15 +40,16 @@ from flowplan.events import (
     TaskSucceeded,
     TaskTimedOut,
 )
-from flowplan.executors import InlineExecutor
+from flowplan.executors import DaskExecutor, InlineExecutor, ProcessExecutor
 from flowplan.flow import Flow, StepResult, StepState
 from flowplan.graph import TaskGraph
 from flowplan.hooks import CallbackHook, Hook, RecordingHook, StructlogHook
 from flowplan.interpreter import aexecute, execute
 from flowplan.plan import Action, Decision, Plan, plan
-from flowplan.policies import RetryPolicy
+from flowplan.policies import RetryBudget, RetryPolicy
 from flowplan.registry import Registry, active_registry, clear_registry, default_registry
 from flowplan.report import to_ascii, to_dot, to_mermaid
+from flowplan.simulate import Fail, FakeClock, Simulation, Timeout, Value, simulate
 from flowplan.snapshot import ErrorInfo, Snapshot, TaskRecord, TaskStatus
 from flowplan.spec import Dependency, TaskSpec
 from flowplan.store import JsonSerializer, MemoryStore, PickleSerializer, StateStore
@@ -59,6 +60,7 @@ __all__ = [
     "AttemptContext",
     "CallbackHook",
     "CycleError",
+    "DaskExecutor",
     "Decision",
     "DefinitionError",
     "Dependency",
@@ -66,6 +68,8 @@ __all__ = [
     "DuplicateTaskError",
     "ErrorInfo",
     "Event",
+    "Fail",
+    "FakeClock",
     "Flow",
     "FlowplanError",
     "GraphValidationError",
@@ -76,14 +80,17 @@ __all__ = [
     "MemoryStore",
     "PickleSerializer",
     "Plan",
+    "ProcessExecutor",
     "RecordingHook",
     "Registry",
+    "RetryBudget",
     "RetryPolicy",
     "RetryUntilError",
     "RunFinished",
     "RunStarted",
     "SerializationError",
     "SignatureMismatchError",
+    "Simulation",
     "Snapshot",
     "StateStore",
     "StepResult",
@@ -106,7 +113,9 @@ __all__ = [
     "TaskSucceeded",
     "TaskTimedOut",
     "TaskTimeoutError",
+    "Timeout",
     "UnknownTaskError",
+    "Value",
     "active_registry",
     "advance",
     "aexecute",
@@ -116,6 +125,7 @@ __all__ = [
     "execute",
     "fold",
     "plan",
+    "simulate",
     "task",
     "to_ascii",
     "to_dot",

@@ -29,6 +29,7 @@ from flowplan.events import (
     TaskSucceeded,
     TaskTimedOut,
 )
+from flowplan.policies import RetryBudget
 from flowplan.snapshot import ErrorInfo
 from flowplan.spec import TaskSpec
 
@@ -38,6 +39,7 @@ __all__ = [
     "Raised",
     "Request",
     "Returned",
+    "RunBudget",
     "Sleep",
     "TimedOut",
     "acall",
@@ -104,8 +106,14 @@ def task_program(
     run_id: str,
     step_key: str | None,
     clock: Callable[[], float],
+    budget: RunBudget | None = None,
+    seed: str | None = None,
 ) -> Program:
-    """Yield the requests of one task's life; receive each :class:`Call`'s outcome."""
+    """Yield the requests of one task's life; receive each :class:`Call`'s outcome.
+
+    ``budget`` is the run's shared retry budget, if any; ``seed`` seeds the backoff jitter
+    (default: ``run_id``).
+    """
     name = spec.name
     for option, gate in (("when", spec.when), ("validate", spec.validate)):
         if gate is None:
@@ -122,10 +130,17 @@ def task_program(
             return
     policy = spec.retry
     max_attempts = policy.max_attempts
+    first_started: float | None = None
     for attempt in range(1, max_attempts + 1):
-        yield TaskStarted(run_id, clock(), name, attempt)
+        now = clock()
+        if first_started is None:
+            first_started = now
+        yield TaskStarted(run_id, now, name, attempt)
         outcome = yield Call(attempt)
         assert outcome is not None
+        value: Any = None
+        has_value = False
+        cause: BaseException  # what the retry_on/give_up_on filter looks at
         if isinstance(outcome, Returned):
             value = outcome.value
             if spec.retry_until is None:
@@ -147,43 +162,95 @@ def task_program(
                     run_id, clock(), name, attempt, value, outcome.duration_ms, step_key
                 )
                 return
-            error = ErrorInfo.from_exception(
-                RetryUntilError(name, attempt, max_attempts), kind="retry_until"
-            )
+            has_value = True
+            cause = RetryUntilError(name, attempt, max_attempts)
+            error = ErrorInfo.from_exception(cause, kind="retry_until")
             if attempt == max_attempts:
                 reason = f"retry_until() stayed falsy for all {max_attempts} attempt(s)"
-                yield TaskFailed(
-                    run_id, clock(), name, attempt, error, reason, outcome.duration_ms, value, True
-                )
-                return
+            else:
+                reason = f"retry_until() was falsy on attempt {attempt}/{max_attempts}"
         elif isinstance(outcome, TimedOut):
             timeout = spec.timeout_s or 0.0
             yield TaskTimedOut(run_id, clock(), name, attempt, timeout)
-            error = ErrorInfo.from_exception(
-                TaskTimeoutError(name, timeout, attempt), kind="timeout"
-            )
-            if attempt == max_attempts:
-                reason = f"timed out after {timeout:g}s on attempt {attempt}/{max_attempts}"
-                yield TaskFailed(run_id, clock(), name, attempt, error, reason, outcome.duration_ms)
-                return
+            cause = TaskTimeoutError(name, timeout, attempt)
+            error = ErrorInfo.from_exception(cause, kind="timeout")
+            reason = f"timed out after {timeout:g}s on attempt {attempt}/{max_attempts}"
         else:
-            raised = outcome.error
-            if not isinstance(raised, Exception):  # KeyboardInterrupt, SystemExit: stop the run
-                info = ErrorInfo.from_exception(raised, kind="interrupted")
-                reason = f"interrupted by {type(raised).__name__}"
+            cause = outcome.error
+            if not isinstance(cause, Exception):  # KeyboardInterrupt, SystemExit: stop the run
+                info = ErrorInfo.from_exception(cause, kind="interrupted")
+                reason = f"interrupted by {type(cause).__name__}"
                 yield TaskFailed(
                     run_id, clock(), name, attempt, info, reason, outcome.duration_ms, fatal=True
                 )
                 return
-            error = ErrorInfo.from_exception(raised)
-            if attempt == max_attempts:
-                reason = f"raised {type(raised).__name__} on attempt {attempt}/{max_attempts}"
-                yield TaskFailed(run_id, clock(), name, attempt, error, reason, outcome.duration_ms)
-                return
-        delay = policy.delay_s(attempt, task=name, seed=run_id)
+            error = ErrorInfo.from_exception(cause)
+            reason = f"raised {type(cause).__name__} on attempt {attempt}/{max_attempts}"
+        give_up: str | None = None
+        delay = 0.0
+        if attempt == max_attempts:
+            give_up = reason
+        else:
+            # a retry_until rejection is always retryable; anything else goes through the filter
+            why_not = None if has_value else policy.not_retried_because(cause)
+            delay = policy.delay_s(attempt, task=name, seed=run_id if seed is None else seed)
+            if why_not is not None:
+                give_up = f"{reason}; not retried: {why_not}"
+            elif (
+                policy.max_elapsed_s is not None
+                and clock() - first_started + delay > policy.max_elapsed_s
+            ):
+                spent = clock() - first_started
+                give_up = (
+                    f"{reason}; not retried: retry_max_elapsed_s={policy.max_elapsed_s:g} "
+                    f"would be exceeded ({spent:.3g}s spent, next delay {delay:.3g}s)"
+                )
+            elif budget is not None and not budget.take():
+                give_up = f"{reason}; not retried: {budget.exhausted()}"
+        if give_up is not None:
+            yield TaskFailed(
+                run_id,
+                clock(),
+                name,
+                attempt,
+                error,
+                give_up,
+                outcome.duration_ms,
+                value,
+                has_value,
+            )
+            return
         yield TaskRetrying(run_id, clock(), name, attempt, error, delay, outcome.duration_ms)
         if delay > 0:
             yield Sleep(delay)
+
+
+class RunBudget:
+    """A run's shared retry counter (a :class:`~flowplan.policies.RetryBudget` in use).
+
+    Thread-safe: workers of the thread driver take from it concurrently.
+    """
+
+    def __init__(self, budget: RetryBudget, *, tasks: int) -> None:
+        self.budget = budget
+        self.limit = budget.limit(tasks=tasks)
+        self.used = 0
+        self._lock = threading.Lock()
+
+    def take(self) -> bool:
+        """Take one retry from the budget; ``False`` when it is spent."""
+        with self._lock:
+            if self.used >= self.limit:
+                return False
+            self.used += 1
+            return True
+
+    def exhausted(self) -> str:
+        """The give-up reason naming the budget."""
+        return (
+            f"the run's retry budget is exhausted ({self.budget.describe()}: "
+            f"{self.used}/{self.limit} retries used)"
+        )
 
 
 def _context(spec: TaskSpec[..., Any], run_id: str, attempt: int) -> AttemptContext:

@@ -74,11 +74,18 @@ class AttemptContext:
 NEVER_CANCELLED = threading.Event()
 """The shared, never-set cancel signal of attempts without a timeout."""
 
-_current: contextvars.ContextVar[AttemptContext | None] = contextvars.ContextVar(
+_current: contextvars.ContextVar[AttemptContext | tuple[str, str] | None] = contextvars.ContextVar(
     "flowplan_current_attempt", default=None
 )
+"""The running attempt: its context, or — for a plain task's only attempt (no timeout) — just
+``(run_id, task)``, from which :func:`current_attempt` builds the context on first use (most
+bodies never ask, and building it would cost more than a no-op task)."""
 
 
 def current_attempt() -> AttemptContext | None:
     """The context of the attempt running in this thread or task, or ``None`` outside one."""
-    return _current.get()
+    ctx = _current.get()
+    if type(ctx) is tuple:
+        ctx = AttemptContext(ctx[0], ctx[1], 1, None, None, NEVER_CANCELLED)
+        _current.set(ctx)  # the same object on later calls; the interpreter's reset undoes it
+    return ctx  # type: ignore[return-value]

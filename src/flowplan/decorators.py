@@ -7,6 +7,7 @@ return type through ``ParamSpec`` overloads.
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Callable, Sequence
 from typing import Any, ParamSpec, TypeVar, overload
 
@@ -36,6 +37,51 @@ def _dependency(ref: object, task: str) -> Dependency:
     )
 
 
+class _Unset(enum.Enum):
+    """The type of :data:`_UNSET`: an option the caller did not pass."""
+
+    UNSET = enum.auto()
+
+
+_UNSET = _Unset.UNSET
+
+
+def _policy(given: RetryPolicy | None, options: dict[str, Any], task: str | None) -> RetryPolicy:
+    """The task's retry policy: ``retry_policy=`` as given, or built from the options."""
+    used = [option for option, value in options.items() if value is not _UNSET]
+    if given is not None:
+        if not isinstance(given, RetryPolicy):
+            raise InvalidOptionError(
+                f"retry_policy must be a RetryPolicy, got {given!r} ({type(given).__name__}); "
+                "e.g. retry_policy=RetryPolicy(retries=3)",
+                option="retry_policy",
+                value=given,
+                task=task,
+            )
+        if used:
+            raise InvalidOptionError(
+                f"pass either retry_policy= or {', '.join(o + '=' for o in used)}, not both; "
+                "put those settings in the RetryPolicy (e.g. RetryPolicy(retries=3))",
+                option="retry_policy",
+                value=given,
+                task=task,
+            )
+        return given
+    return RetryPolicy(
+        retries=_or(options["retry"], 0),
+        backoff_base_ms=_or(options["retry_backoff_base_ms"], 1000.0),
+        max_backoff_ms=_or(options["retry_max_backoff_ms"], 30_000.0),
+        jitter=_or(options["retry_jitter"], 0.0),
+        retry_on=_or(options["retry_on"], (Exception,)),
+        give_up_on=_or(options["give_up_on"], ()),
+        max_elapsed_s=_or(options["retry_max_elapsed_s"], None),
+    )
+
+
+def _or(value: Any, default: Any) -> Any:
+    return default if value is _UNSET else value
+
+
 @overload
 def task(fn: Callable[P, R], /) -> TaskSpec[P, R]: ...
 
@@ -50,6 +96,10 @@ def task(
     retry_backoff_base_ms: float = 1000,
     retry_max_backoff_ms: float = 30_000,
     retry_jitter: float = 0.0,
+    retry_on: type[BaseException] | Sequence[type[BaseException]] = (Exception,),
+    give_up_on: type[BaseException] | Sequence[type[BaseException]] = (),
+    retry_max_elapsed_s: float | None = None,
+    retry_policy: RetryPolicy | None = None,
     timeout_s: float | None = None,
     name: str | None = None,
     detached: bool = False,
@@ -68,10 +118,14 @@ def task(
     /,
     *,
     depends_on: Sequence[TaskSpec[..., Any] | str] | None = None,
-    retry: int = 0,
-    retry_backoff_base_ms: float = 1000,
-    retry_max_backoff_ms: float = 30_000,
-    retry_jitter: float = 0.0,
+    retry: int | _Unset = _UNSET,
+    retry_backoff_base_ms: float | _Unset = _UNSET,
+    retry_max_backoff_ms: float | _Unset = _UNSET,
+    retry_jitter: float | _Unset = _UNSET,
+    retry_on: type[BaseException] | Sequence[type[BaseException]] | _Unset = _UNSET,
+    give_up_on: type[BaseException] | Sequence[type[BaseException]] | _Unset = _UNSET,
+    retry_max_elapsed_s: float | _Unset | None = _UNSET,
+    retry_policy: RetryPolicy | None = None,
     timeout_s: float | None = None,
     name: str | None = None,
     detached: bool = False,
@@ -93,6 +147,13 @@ def task(
         retry_backoff_base_ms: delay before the first retry; doubles each retry.
         retry_max_backoff_ms: cap on the delay.
         retry_jitter: fraction of each delay randomised away, reproducibly.
+        retry_on: exception classes that are retried (default: ``Exception``); a framework
+            timeout counts as :class:`~flowplan.errors.TaskTimeoutError`.
+        give_up_on: exception classes never retried (wins over ``retry_on``).
+        retry_max_elapsed_s: stop retrying once a retry would start more than this many
+            seconds after the first attempt started (backoff included).
+        retry_policy: a ready :class:`~flowplan.policies.RetryPolicy` instead of the
+            ``retry``/``retry_*``/``retry_on``/``give_up_on`` options (not both).
         timeout_s: per-attempt timeout in seconds.
         name: task name (default: the function's ``__name__``).
         detached: a side effect run after the main DAG; failures never fail the run.
@@ -109,7 +170,8 @@ def task(
         A :class:`TaskSpec` (bare use) or a decorator producing one.
 
     Raises:
-        InvalidOptionError: an option is out of range (e.g. ``retry=-1``).
+        InvalidOptionError: an option is out of range (e.g. ``retry=-1``), or
+            ``retry_policy=`` is combined with ``retry=``-style options.
 
     >>> @task
     ... def fetch() -> dict[str, list[int]]:
@@ -120,12 +182,16 @@ def task(
     >>> process(fetch={"items": [1, 2]})
     3
     """
-    policy = RetryPolicy(
-        retries=retry,
-        backoff_base_ms=retry_backoff_base_ms,
-        max_backoff_ms=retry_max_backoff_ms,
-        jitter=retry_jitter,
-    )
+    options = {
+        "retry": retry,
+        "retry_backoff_base_ms": retry_backoff_base_ms,
+        "retry_max_backoff_ms": retry_max_backoff_ms,
+        "retry_jitter": retry_jitter,
+        "retry_on": retry_on,
+        "give_up_on": give_up_on,
+        "retry_max_elapsed_s": retry_max_elapsed_s,
+    }
+    policy = _policy(retry_policy, options, name)
 
     def wrap(func: Callable[P, R]) -> TaskSpec[P, R]:
         if not callable(func):

@@ -27,6 +27,7 @@ from flowplan.graph import TaskGraph
 from flowplan.hooks import Hook, StructlogHook
 from flowplan.interpreter import execute
 from flowplan.plan import plan
+from flowplan.policies import RetryBudget
 from flowplan.registry import Registry
 from flowplan.snapshot import Snapshot, TaskRecord, TaskStatus
 from flowplan.spec import TaskSpec
@@ -163,6 +164,8 @@ class Flow:
         logger: the structlog logger of the default :class:`~flowplan.hooks.StructlogHook`
             (default: ``structlog.get_logger("flowplan")``).
         registry: where detached tasks are discovered (default: the active registry).
+        retry_budget: a run-wide cap on retries for each run
+            (:class:`~flowplan.policies.RetryBudget`).
 
     Raises:
         InvalidOptionError: no terminals, a terminal that is not a task, a bad
@@ -197,6 +200,7 @@ class Flow:
         hooks: Iterable[Hook] = (),
         logger: Any = None,
         registry: Registry | None = None,
+        retry_budget: RetryBudget | None = None,
     ) -> None:
         if not terminals:
             _refuse(
@@ -237,6 +241,14 @@ class Flow:
         self._executor = executor
         self._hooks: tuple[Hook, ...] = (StructlogHook(logger), *extra)
         self._registry = registry
+        if retry_budget is not None and not isinstance(retry_budget, RetryBudget):
+            _refuse(
+                "retry_budget",
+                retry_budget,
+                f"retry_budget must be a RetryBudget, got {_shown(retry_budget)}; "
+                "e.g. flowplan.RetryBudget(max_retries=10)",
+            )
+        self._retry_budget = retry_budget
         self._snapshot: Snapshot | None = None
         self._graph: TaskGraph | None = None
         # keys are names; typed wider only because plan() takes names or specs
@@ -383,6 +395,7 @@ class Flow:
                 fail_fast=self.fail_fast,
                 hooks=self._hooks,
                 store=store,
+                retry_budget=self._retry_budget,
             )
         except BaseException as exc:  # an interrupt: keep what finished, so resume() works
             partial = getattr(exc, "flowplan_snapshot", None)

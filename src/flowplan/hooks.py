@@ -93,52 +93,102 @@ class HookDispatcher:
                     )
 
 
-_NAMES: dict[type, str] = {
-    RunStarted: "run_started",
-    RunFinished: "run_finished",
-    TaskReused: "task_reused",
-    TaskStarted: "task_started",
-    TaskSucceeded: "task_succeeded",
-    TaskTimedOut: "task_timed_out",
-    TaskRetrying: "task_retrying",
-    TaskFailed: "task_failed",
-    TaskSkipped: "task_skipped",
-    TaskCancelled: "task_cancelled",
-    TaskReleased: "task_released",
-}
-_WARNINGS = (TaskFailed, TaskTimedOut, TaskRetrying)
+def _run_started(event: Any) -> dict[str, Any]:
+    return {"run_id": event.run_id, "pending": len(event.pending), "reused": len(event.reused)}
 
 
-def _fields(event: Event) -> dict[str, Any]:
-    out: dict[str, Any] = {"run_id": event.run_id}
-    if isinstance(event, RunStarted):
-        out["pending"] = len(event.pending)
-        out["reused"] = len(event.reused)
-        return out
-    if isinstance(event, RunFinished):
-        out["status"] = event.status
-        out["duration_ms"] = round(event.duration_ms, 3)
-        out.update(event.counts)
-        return out
-    out["task"] = event.task
-    if isinstance(event, TaskStarted | TaskSucceeded | TaskTimedOut | TaskRetrying | TaskFailed):
-        out["attempt"] = event.attempt
-    if isinstance(event, TaskSucceeded | TaskRetrying | TaskFailed):
-        out["duration_ms"] = round(event.duration_ms, 3)
-    if isinstance(event, TaskRetrying | TaskFailed):
-        out["error"] = str(event.error)
-    if isinstance(event, TaskRetrying):
-        out["delay_s"] = event.delay_s
-    if isinstance(event, TaskTimedOut):
-        out["timeout_s"] = event.timeout_s
-    if isinstance(event, TaskFailed | TaskSkipped | TaskCancelled):
-        out["reason"] = event.reason
-    if isinstance(event, TaskSkipped | TaskCancelled):
-        out["root_cause"] = event.root_cause
-    if isinstance(event, TaskReused):
-        out["cached"] = event.record.cached
-        out["overridden"] = event.record.overridden
+def _run_finished(event: Any) -> dict[str, Any]:
+    out = {
+        "run_id": event.run_id,
+        "status": event.status,
+        "duration_ms": round(event.duration_ms, 3),
+    }
+    out.update(event.counts)
     return out
+
+
+def _task_reused(event: Any) -> dict[str, Any]:
+    record = event.record
+    return {
+        "run_id": event.run_id,
+        "task": event.task,
+        "cached": record.cached,
+        "overridden": record.overridden,
+    }
+
+
+def _task_started(event: Any) -> dict[str, Any]:
+    return {"run_id": event.run_id, "task": event.task, "attempt": event.attempt}
+
+
+def _task_succeeded(event: Any) -> dict[str, Any]:
+    return {
+        "run_id": event.run_id,
+        "task": event.task,
+        "attempt": event.attempt,
+        "duration_ms": round(event.duration_ms, 3),
+    }
+
+
+def _task_timed_out(event: Any) -> dict[str, Any]:
+    return {
+        "run_id": event.run_id,
+        "task": event.task,
+        "attempt": event.attempt,
+        "timeout_s": event.timeout_s,
+    }
+
+
+def _task_retrying(event: Any) -> dict[str, Any]:
+    return {
+        "run_id": event.run_id,
+        "task": event.task,
+        "attempt": event.attempt,
+        "duration_ms": round(event.duration_ms, 3),
+        "error": str(event.error),
+        "delay_s": event.delay_s,
+    }
+
+
+def _task_failed(event: Any) -> dict[str, Any]:
+    return {
+        "run_id": event.run_id,
+        "task": event.task,
+        "attempt": event.attempt,
+        "duration_ms": round(event.duration_ms, 3),
+        "error": str(event.error),
+        "reason": event.reason,
+    }
+
+
+def _task_stopped(event: Any) -> dict[str, Any]:  # skipped or cancelled
+    return {
+        "run_id": event.run_id,
+        "task": event.task,
+        "reason": event.reason,
+        "root_cause": event.root_cause,
+    }
+
+
+def _task_released(event: Any) -> dict[str, Any]:
+    return {"run_id": event.run_id, "task": event.task}
+
+
+_Render = tuple[str, bool, Callable[[Any], dict[str, Any]]]
+_RENDER: dict[type, _Render] = {
+    # event type → (event name, logged at warning level, its fields): one lookup per event
+    RunStarted: ("run_started", False, _run_started),
+    RunFinished: ("run_finished", False, _run_finished),
+    TaskReused: ("task_reused", False, _task_reused),
+    TaskStarted: ("task_started", False, _task_started),
+    TaskSucceeded: ("task_succeeded", False, _task_succeeded),
+    TaskTimedOut: ("task_timed_out", True, _task_timed_out),
+    TaskRetrying: ("task_retrying", True, _task_retrying),
+    TaskFailed: ("task_failed", True, _task_failed),
+    TaskSkipped: ("task_skipped", False, _task_stopped),
+    TaskCancelled: ("task_cancelled", False, _task_stopped),
+    TaskReleased: ("task_released", False, _task_released),
+}
 
 
 class _Stderr:
@@ -176,6 +226,10 @@ class StructlogHook:
             processors=structlog.get_config()["processors"],
         )
         self._exclude = frozenset(exclude)
+        # The render table minus excluded events (None), built once: one dict lookup per event.
+        self._render: dict[type, _Render | None] = {
+            kind: None if render[0] in self._exclude else render for kind, render in _RENDER.items()
+        }
 
     @property
     def logger(self) -> Any:
@@ -186,10 +240,14 @@ class StructlogHook:
 
     def on_event(self, event: Event) -> None:
         """Log ``event``."""
-        name = _NAMES[type(event)]
-        if name in self._exclude:
+        render = self._render[type(event)]
+        if render is None:
             return
-        if isinstance(event, _WARNINGS):
-            self.logger.warning(name, **_fields(event))
+        name, warning, fields = render
+        logger = self._explicit
+        if logger is None:
+            logger = self._configured if structlog.is_configured() else self._stderr
+        if warning:
+            logger.warning(name, **fields(event))
         else:
-            self.logger.info(name, **_fields(event))
+            logger.info(name, **fields(event))

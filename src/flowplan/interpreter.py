@@ -18,8 +18,18 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from flowplan._program import Call, Outcome, Raised, Sleep, acall, call, task_program
-from flowplan.attempt import NEVER_CANCELLED, AttemptContext, _current
+from flowplan._program import (
+    Call,
+    Outcome,
+    Raised,
+    RunBudget,
+    Sleep,
+    acall,
+    call,
+    task_program,
+)
+from flowplan._remote import acall_remote, drive, fn_blobs, is_remote
+from flowplan.attempt import _current
 from flowplan.errors import SerializationError
 from flowplan.events import (
     Event,
@@ -37,7 +47,8 @@ from flowplan.events import (
 from flowplan.executors import InlineExecutor, validate_max_workers
 from flowplan.hooks import Hook, HookDispatcher
 from flowplan.plan import Plan
-from flowplan.snapshot import ErrorInfo, Snapshot, TaskRecord, TaskStatus
+from flowplan.policies import RetryBudget
+from flowplan.snapshot import ErrorInfo, Snapshot, TaskRecord, TaskStatus, _make_record
 from flowplan.transitions import advance
 
 if TYPE_CHECKING:
@@ -67,6 +78,7 @@ class _Run:
         store: StateStore | None,
         context: object,
         clock: Callable[[], float],
+        retry_budget: RetryBudget | None = None,
     ) -> None:
         graph = plan.graph
         self.plan = plan
@@ -77,6 +89,12 @@ class _Run:
         self.store = store
         self.context = context
         self.clock = clock
+        # The run's shared retry counter, and the jitter seed (the run id; a simulation may
+        # set another).
+        self.budget = (
+            None if retry_budget is None else RunBudget(retry_budget, tasks=len(plan.to_run))
+        )
+        self.seed = self.run_id
         # Reused records, then terminal (and, with hooks or a store, RUNNING) records as tasks
         # progress. A planned task with no record is PENDING: no record is built for it until
         # finish() (one record per task on the fast path instead of three).
@@ -163,7 +181,7 @@ class _Run:
         self.running.discard(name)
         if name in self.records:
             return []  # e.g. the run was aborted meanwhile
-        record = TaskRecord(
+        record = _make_record(  # == TaskRecord(...) with every field, built faster
             name,
             _SUCCEEDED,
             1,
@@ -393,6 +411,8 @@ class _Run:
             run_id=self.run_id,
             step_key=self.plan.step_keys.get(name),
             clock=self.clock,
+            budget=self.budget,
+            seed=self.seed,
         )
         return prog, kwargs
 
@@ -532,7 +552,7 @@ def _plain_job(run: _Run, name: str, emit: Callable[[Any], None]) -> None:
                 run.running.add(name)
             else:
                 emit(TaskStarted(run_id, started_at, name, 1))
-            token = _current.set(AttemptContext(run_id, name, 1, None, None, NEVER_CANCELLED))
+            token = _current.set((run_id, name))  # current_attempt() builds the context
             start = time.perf_counter()
             try:
                 value = fn(**kwargs)
@@ -642,19 +662,25 @@ def execute(
     store: StateStore | None = None,
     context: object = None,
     clock: Callable[[], float] = time.time,
+    retry_budget: RetryBudget | None = None,
 ) -> Snapshot:
     """Run ``plan`` on a ``concurrent.futures`` executor and return the new snapshot.
 
     Args:
         plan: what to run (from :func:`~flowplan.plan.plan`).
         executor: where attempts run (default: a thread pool owned by this call;
-            :class:`~flowplan.executors.InlineExecutor` for a single-threaded run).
+            :class:`~flowplan.executors.InlineExecutor` for a single-threaded run). With a
+            remote one (:class:`~flowplan.executors.ProcessExecutor`,
+            :class:`~flowplan.executors.DaskExecutor`, ``ProcessPoolExecutor``) task programs
+            stay here and each attempt is sent as one pickled payload.
         max_workers: the owned thread pool's size (ignored with ``executor``).
         fail_fast: on a main task's failure, start nothing new (detached tasks still run).
         hooks: observers of the event stream.
         store: a state store that records every task as it finishes.
         context: the object injected into tasks' context parameter.
         clock: wall-clock source for event times.
+        retry_budget: a run-wide cap on retries (:class:`~flowplan.policies.RetryBudget`);
+            once spent, a failing attempt fails for good with a reason naming the budget.
 
     Returns:
         The :class:`~flowplan.snapshot.Snapshot` with every planned task terminal.
@@ -670,8 +696,19 @@ def execute(
     """
     if max_workers is not None:
         validate_max_workers(max_workers)
-    run = _Run(plan, fail_fast=fail_fast, hooks=hooks, store=store, context=context, clock=clock)
+    run = _Run(
+        plan,
+        fail_fast=fail_fast,
+        hooks=hooks,
+        store=store,
+        context=context,
+        clock=clock,
+        retry_budget=retry_budget,
+    )
     owned = executor is None
+    if executor is not None and is_remote(executor):  # attempts ship; programs stay here
+        drive(run, executor)
+        return run.finish()
     pool: Executor = executor or ThreadPoolExecutor(max_workers, thread_name_prefix="flowplan")
     if isinstance(pool, InlineExecutor):
         try:
@@ -718,17 +755,29 @@ async def aexecute(
     store: StateStore | None = None,
     context: object = None,
     clock: Callable[[], float] = time.time,
+    retry_budget: RetryBudget | None = None,
 ) -> Snapshot:
     """Run ``plan`` on the running asyncio loop and return the new snapshot.
 
     ``async def`` tasks are awaited on the loop (timeouts cancel them); sync tasks run on
     ``executor`` (default: the loop's default executor). ``max_workers`` caps how many tasks
-    run at once (default: unlimited).
+    run at once (default: unlimited). ``retry_budget`` caps retries run-wide, as in
+    :func:`execute`.
     """
     if max_workers is not None:
         validate_max_workers(max_workers)
-    run = _Run(plan, fail_fast=fail_fast, hooks=hooks, store=store, context=context, clock=clock)
+    run = _Run(
+        plan,
+        fail_fast=fail_fast,
+        hooks=hooks,
+        store=store,
+        context=context,
+        clock=clock,
+        retry_budget=retry_budget,
+    )
     loop = asyncio.get_running_loop()
+    remote = executor is not None and is_remote(executor)
+    blobs = fn_blobs(run, executor) if remote else {}  # unpicklable tasks fail before any runs
     limit = asyncio.Semaphore(max_workers) if max_workers is not None else None
     finished = asyncio.Event()
     tasks: set[asyncio.Task[None]] = set()
@@ -764,7 +813,18 @@ async def aexecute(
             while True:
                 outcome: Outcome | None = None
                 if isinstance(request, Call):
-                    outcome = await acall(spec, kwargs, run.run_id, request.attempt, run_sync)
+                    if remote and not spec.is_async:
+                        assert executor is not None
+                        outcome = await acall_remote(
+                            spec,
+                            kwargs,
+                            run.run_id,
+                            request.attempt,
+                            executor=executor,
+                            fn_blob=blobs[name],
+                        )
+                    else:
+                        outcome = await acall(spec, kwargs, run.run_id, request.attempt, run_sync)
                 elif isinstance(request, Sleep):
                     await asyncio.sleep(request.seconds)
                 else:

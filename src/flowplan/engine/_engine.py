@@ -32,6 +32,7 @@ from flowplan.graph import TaskGraph
 from flowplan.hooks import Hook
 from flowplan.interpreter import aexecute
 from flowplan.plan import Plan, plan
+from flowplan.policies import RetryBudget
 from flowplan.snapshot import Snapshot
 
 from ._context import requires_context
@@ -61,11 +62,24 @@ def _check_max_parallel(instance: object, attribute: object, value: int) -> None
     validate_max_workers(value, "max_parallel")
 
 
+def _check_budget(instance: object, attribute: object, budget: RetryBudget | None) -> None:
+    value: object = budget  # typed for attrs; checked, since callers may pass anything
+    if value is not None and not isinstance(value, RetryBudget):
+        raise InvalidOptionError(
+            f"retry_budget must be a RetryBudget or None, got {value!r} "
+            f"({type(value).__name__}); e.g. RetryBudget(max_retries=10)",
+            option="retry_budget",
+            value=value,
+        )
+
+
 @attrs.frozen
 class SchedulerConfig:
-    """How runs are scheduled. ``max_parallel``: tasks running at once per run (>= 1)."""
+    """How runs are scheduled. ``max_parallel``: tasks running at once per run (>= 1);
+    ``retry_budget``: a run-wide cap on retries for each run (``None``: no cap)."""
 
     max_parallel: int = attrs.field(default=4, validator=_check_max_parallel)
+    retry_budget: RetryBudget | None = attrs.field(default=None, validator=_check_budget)
 
 
 def _names(refs: Sequence[TaskRef] | None, option: str) -> list[str]:
@@ -230,6 +244,7 @@ class Engine:
                 hooks=core_hooks,
                 store=self.state_store,
                 context=context,
+                retry_budget=self.config.retry_budget,
             )
         finally:
             self._active_runs -= 1

@@ -43,6 +43,10 @@ class TaskOptions(TypedDict, total=False):
     retry_backoff_base_ms: float
     retry_max_backoff_ms: float
     retry_jitter: float
+    retry_on: type[BaseException] | Sequence[type[BaseException]]
+    give_up_on: type[BaseException] | Sequence[type[BaseException]]
+    retry_max_elapsed_s: float | None
+    retry_policy: RetryPolicy
     when: Callable[..., object] | None
     validate: Callable[..., object] | None
     retry_until: Callable[[Any], object] | None
@@ -107,6 +111,30 @@ def build_spec(fn: Callable[P, R], name: str | None, options: Mapping[str, Any])
     for ref in raw_deps:
         dep = _dependency(ref, task_name)
         deps.setdefault(dep.name, dep)
+    policy_options = (
+        "retries",
+        "retry_backoff_base_ms",
+        "retry_max_backoff_ms",
+        "retry_jitter",
+        "retry_on",
+        "give_up_on",
+        "retry_max_elapsed_s",
+    )
+    given = options.get("retry_policy")
+    if given is not None:
+        used = [o + "=" for o in policy_options if o in options]
+        if not isinstance(given, RetryPolicy) or used:
+            why = (
+                f"pass either retry_policy= or {', '.join(used)}, not both"
+                if used
+                else f"retry_policy must be a RetryPolicy, got {given!r} ({type(given).__name__})"
+            )
+            raise InvalidOptionError(
+                f"task {task_name!r}: {why}; e.g. retry_policy=RetryPolicy(retries=3)",
+                option="retry_policy",
+                value=given,
+                task=task_name,
+            )
     retries = options.get("retries", 0)
     if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
         raise InvalidOptionError(
@@ -117,11 +145,14 @@ def build_spec(fn: Callable[P, R], name: str | None, options: Mapping[str, Any])
             task=task_name,
         )
     try:
-        policy = RetryPolicy(
+        policy = given or RetryPolicy(
             retries=retries,
             backoff_base_ms=options.get("retry_backoff_base_ms", 0.0),
             max_backoff_ms=options.get("retry_max_backoff_ms", 30_000.0),
             jitter=options.get("retry_jitter", 0.0),
+            retry_on=options.get("retry_on", (Exception,)),
+            give_up_on=options.get("give_up_on", ()),
+            max_elapsed_s=options.get("retry_max_elapsed_s"),
         )
     except InvalidOptionError as exc:
         raise InvalidOptionError(

@@ -401,10 +401,15 @@ def _write(tree: JsonValue) -> str:
     return "".join(out)
 
 
+# What ``json.dumps(tree, ensure_ascii=False, separators=(",", ":"), allow_nan=False)`` builds on
+# every call (non-default options make it construct a new encoder each time), built once.
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
 def _text(tree: JsonValue) -> str:
     """Compact JSON text: C-accelerated ``json``, or ``_write`` when nesting is too deep."""
     try:
-        return json.dumps(tree, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+        return _ENCODER.encode(tree)
     except RecursionError:
         return _write(tree)
 
@@ -505,7 +510,8 @@ class JsonSerializer:
         Raises:
             SerializationError: ``value`` contains an unsupported or self-containing object.
         """
-        return _text(_encode(value)).encode("utf-8", "backslashreplace")
+        tree = value if _plain(value) else _encode(value)  # a plain scalar is its own tree
+        return _text(tree).encode("utf-8", "backslashreplace")  # type: ignore[arg-type]
 
     def loads(self, data: bytes) -> object:
         """Rebuild a value from ``dumps`` output.

@@ -1,16 +1,24 @@
 """A durable state store on SQLite: every task transition committed as it happens.
 
 Place in the data flow: snapshot → **store** (SQLite). The interpreter calls ``begin_run``,
-``save_record`` (when a task starts and when it becomes terminal) and ``finish_run``; each call
-is one committed write, so a killed process loses only the attempts that were running. Reads
+``save_record`` (when a task starts and when it becomes terminal) and ``finish_run``; by default
+each call is one committed write, so a killed process loses only the attempts that were running
+(``commit_every`` trades that for speed: see below). Reads
 (``load``, ``get_run``, ``list_runs``) rebuild :class:`~flowplan.snapshot.Snapshot` and
 :class:`RunInfo` values, so a run can be resumed by id from another process.
 
 Guarantees and choices:
 
 * stdlib :mod:`sqlite3`; WAL journal (readers never block the writer); ``busy_timeout``;
-  ``synchronous=NORMAL`` (durable against process crashes; a power cut may lose the last
-  commits).
+  ``synchronous=NORMAL``: a committed record survives a crash or kill of the process (the WAL
+  is written before the commit returns), but a power cut or OS crash may lose the commits
+  since the last WAL checkpoint (SQLite syncs the WAL only at checkpoints in this mode).
+* ``commit_every=1`` (default) commits each record as it is saved. ``commit_every=N`` (and
+  optionally ``commit_interval_s``) batches records: one transaction per N saved records,
+  and always at a run's end, before reads through the store, on ``flush()`` and ``close()``.
+  A killed process then loses at most the unwritten batch — whole records only, never part
+  of one — and resume runs those tasks again (their RUNNING rows may be missing, so
+  ``recover`` cannot report them: they simply stay at their last committed state).
 * A schema version table. A file written by a newer flowplan, a file that is not a database
   and a database that is not a flowplan store are refused with a
   :class:`~flowplan.errors.StoreError` and left untouched.

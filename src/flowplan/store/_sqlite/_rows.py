@@ -193,7 +193,7 @@ def encode_record(
         "root_cause": record.root_cause,
         "cached": int(record.cached),
         "step_key": record.step_key,
-        "retry_delays": json.dumps(list(record.retry_delays)),
+        "retry_delays": json.dumps(list(record.retry_delays)) if record.retry_delays else "[]",
         "overridden": int(record.overridden),
         "owner_pid": owner[0],
         "owner_token": owner[1],

@@ -43,6 +43,9 @@ from flowplan.store._sqlite._rows import (
 
 __all__ = ["SqliteStateStore"]
 
+_Unencoded = tuple[TaskRecord, tuple[int, str, str], float]
+"""A batched record kept unencoded: the record, its owner identity, the time it was saved."""
+
 
 def _check_seconds(option: str, value: object) -> None:
     if value is not None and (
@@ -75,11 +78,25 @@ class SqliteStateStore:
             show within the TTL.
         recover: on open, mark FAILED the RUNNING tasks whose owning process is gone.
         busy_timeout_s: how long a write waits for another writer's lock.
+        commit_every: commit task records in batches of this many (default 1: every record
+            is committed as it is saved — the durable mode). With a larger value, encoded
+            records are kept in memory (a task's later record replacing its earlier one, so
+            RUNNING-then-SUCCEEDED costs one row write) and written in one transaction once
+            ``commit_every`` records were saved, once ``commit_interval_s`` has passed since
+            the batch's first record (checked when a record is saved: there is no timer
+            thread), at the end of every run (``finish_run``), before every read or run
+            creation through this store, and on :meth:`flush`/:meth:`close`. A killed
+            process loses at most the records of the unwritten batch — never part of a record
+            (a batch is one transaction): on resume those tasks run again, and their RUNNING
+            rows may be missing for ``recover``. Other processes see a batch once written.
+        commit_interval_s: with ``commit_every > 1``, also commit a batch once its first record
+            is this many seconds old (``None``: no time limit).
 
     Raises:
         StoreError: the file is not a database, belongs to something else, or was written by
             a newer flowplan (the file is left untouched).
-        InvalidOptionError: ``cache_ttl_s`` or ``busy_timeout_s`` is out of range.
+        InvalidOptionError: ``cache_ttl_s``, ``busy_timeout_s``, ``commit_every`` or
+            ``commit_interval_s`` is out of range.
 
     >>> with SqliteStateStore(":memory:") as store:
     ...     store.list_runs()
@@ -94,9 +111,29 @@ class SqliteStateStore:
         recover: bool = False,
         *,
         busy_timeout_s: float = 5.0,
+        commit_every: int = 1,
+        commit_interval_s: float | None = None,
     ) -> None:
         _check_seconds("cache_ttl_s", cache_ttl_s)
         _check_seconds("busy_timeout_s", busy_timeout_s)
+        _check_seconds("commit_interval_s", commit_interval_s)
+        if type(commit_every) is not int or commit_every < 1:  # bool is refused too
+            raise InvalidOptionError(
+                "SqliteStateStore: commit_every must be an int >= 1 (1 commits every record "
+                f"as it is saved), got {commit_every!r} ({type(commit_every).__name__})",
+                option="commit_every",
+                value=commit_every,
+            )
+        self.commit_every = commit_every
+        self.commit_interval_s = commit_interval_s
+        self._batched = commit_every > 1
+        # Batched mode: encoded rows not yet written, by (run_id, task). A task's later record
+        # replaces its earlier one (e.g. RUNNING then SUCCEEDED): one row per task per batch.
+        # A record with no value to serialize (RUNNING, skipped …) cannot fail to encode, so
+        # it waits unencoded, with its owner and time: one replaced in the batch costs nothing.
+        self._batch: dict[tuple[str, str], dict[str, Any] | _Unencoded] = {}
+        self._batch_size = 0  # records saved into the batch (commit_every counts these)
+        self._batch_started = 0.0  # time.monotonic() of the batch's first record
         self.path = os.fspath(db_path)
         self.serializer: ResultSerializer = (
             serializer if serializer is not None else JsonSerializer()
@@ -154,12 +191,39 @@ class SqliteStateStore:
             raise
         return conn
 
+    def flush(self) -> None:
+        """Commit the open batch of records (``commit_every > 1``); a no-op otherwise.
+
+        Raises:
+            StoreError: the database cannot be written.
+        """
+        with self._lock:
+            conn = self._conn
+            batch = self._batch
+            if conn is None or not batch:
+                return
+            try:
+                conn.execute("BEGIN IMMEDIATE")  # the batch is one transaction: all or nothing
+                conn.executemany(UPSERT_TASK, [self._row(key, item) for key, item in batch.items()])
+                conn.execute("COMMIT")
+                self._batch = {}  # kept on failure: a later flush() may still write it
+                self._batch_size = 0
+            except sqlite3.Error as exc:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise StoreError(
+                    f"cannot commit a batch of records to {self.path!r}: {exc}"
+                ) from exc
+
     def close(self) -> None:
-        """Close the database connection (idempotent)."""
+        """Commit the open batch, if any, and close the database connection (idempotent)."""
         with self._lock:
             if self._conn is not None:
-                self._conn.close()
-                self._conn = None
+                try:
+                    self.flush()
+                finally:
+                    self._conn.close()
+                    self._conn = None
             self._cache.clear()
 
     def __enter__(self) -> SqliteStateStore:
@@ -192,6 +256,33 @@ class SqliteStateStore:
                 raise StoreError(f"cannot write run {run_id!r} to {self.path!r}: {exc}") from exc
             self._cache.pop(run_id, None)
 
+    def _row(self, key: tuple[str, str], item: dict[str, Any] | _Unencoded) -> dict[str, Any]:
+        if isinstance(item, dict):
+            return item
+        record, owner, now = item
+        return encode_record(key[0], record, self.serializer, owner, now)
+
+    def _batch_record(self, run_id: str, record: TaskRecord) -> None:
+        """Add one task's record to the batch; write the batch when it is due."""
+        now = time.time()
+        item: dict[str, Any] | _Unencoded
+        if record.has_value:  # encoded now: a value that cannot be stored must raise here
+            item = encode_record(run_id, record, self.serializer, own_identity(), now)
+        else:
+            item = (record, own_identity(), now)
+        with self._lock:
+            self._db()  # a closed store refuses writes in both modes
+            if not self._batch:
+                self._batch_started = time.monotonic()
+            self._batch[run_id, record.name] = item
+            self._cache.pop(run_id, None)
+            self._batch_size += 1
+            interval = self.commit_interval_s
+            if self._batch_size >= self.commit_every or (
+                interval is not None and time.monotonic() - self._batch_started >= interval
+            ):
+                self.flush()
+
     # -- writing (the interpreter's StateStore protocol + the engine's create_run) ----------
     def create_run(
         self,
@@ -213,6 +304,7 @@ class SqliteStateStore:
         run_row = (plan.run_id, dag_name, dump_names(tasks), dump_names(detached))
         run_row_rest = (dump_names(targets), resumed_from, now, None, "running", *owner)
         with self._lock:
+            self.flush()
             conn = self._db()
             try:
                 conn.execute("BEGIN IMMEDIATE")
@@ -264,13 +356,19 @@ class SqliteStateStore:
             SerializationError: a succeeded task's value cannot be encoded (nothing written).
             StoreError: the database cannot be written.
         """
+        if self._batched:
+            self._batch_record(run_id, record)
+            return
         row = encode_record(run_id, record, self.serializer, own_identity(), time.time())
         self._write(UPSERT_TASK, row, run_id=run_id)
 
     def finish_run(self, snapshot: Snapshot, status: str) -> None:
-        """Mark the run finished with ``status`` (``"succeeded"`` or ``"failed"``)."""
+        """Mark the run finished with ``status`` (``"succeeded"`` or ``"failed"``), committing
+        any open batch of records with it."""
         sql = "UPDATE runs SET status = ?, finished_at = ? WHERE run_id = ?"
-        self._write(sql, (status, time.time(), snapshot.run_id), run_id=snapshot.run_id)
+        with self._lock:
+            self.flush()  # records first: a run marked finished has all its records
+            self._write(sql, (status, time.time(), snapshot.run_id), run_id=snapshot.run_id)
 
     # -- reading ----------------------------------------------------------------------------
     def _read_run(self, run_id: str) -> tuple[RunInfo, Snapshot]:
@@ -279,6 +377,7 @@ class SqliteStateStore:
                 hit = self._cache.get(run_id)
                 if hit is not None and time.monotonic() - hit[0] < self.cache_ttl_s:
                     return hit[1], hit[2]
+            self.flush()
             conn = self._db()
             try:
                 conn.execute("BEGIN")  # one consistent read of the run and its tasks
@@ -334,6 +433,7 @@ class SqliteStateStore:
         if dag_name is not None:
             sql, params = f"{sql} WHERE dag_name = ?", (dag_name,)
         with self._lock:
+            self.flush()
             rows = self._db().execute(f"{sql} ORDER BY created_at, rowid", params).fetchall()
         return [run_info(row) for row in rows]
 
@@ -348,6 +448,7 @@ class SqliteStateStore:
             The ``(run_id, task)`` pairs that were marked failed.
         """
         with self._lock:
+            self.flush()
             conn = self._db()
             tasks = conn.execute(
                 "SELECT run_id, name, owner_pid, owner_token, owner_host FROM tasks "
