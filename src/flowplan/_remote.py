@@ -34,7 +34,7 @@ from flowplan.events import TaskEvent, TaskFailed
 from flowplan.snapshot import ErrorInfo
 
 if TYPE_CHECKING:
-    from flowplan.interpreter import _Run
+    from flowplan._machine import _Run
     from flowplan.spec import TaskSpec
 
 __all__ = ["RemoteTraceback", "dumps", "is_remote", "run_attempt"]

@@ -17,11 +17,11 @@ from typing import Any, TypeAlias
 
 import attrs
 
+from flowplan._machine import _Run
 from flowplan._program import Call, Outcome, Raised, Returned, Sleep, TimedOut
 from flowplan._suggest import did_you_mean
 from flowplan.errors import InvalidOptionError, UnknownTaskError
 from flowplan.events import Event, RunFinished, TaskEvent
-from flowplan.interpreter import _Run
 from flowplan.plan import Plan
 from flowplan.policies import RetryBudget
 from flowplan.snapshot import Snapshot
