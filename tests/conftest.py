@@ -22,6 +22,7 @@ def registry() -> Iterator[flowplan.Registry]:
 
 @pytest.fixture(autouse=True)
 def _clean_default_registry() -> Iterator[None]:
-    """Empty the default registry after every test, so no test sees another's tasks."""
+    """Empty the default registry before and after every test: no test sees another's tasks."""
+    flowplan.clear_registry()
     yield
     flowplan.clear_registry()

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import doctest
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, assert_type
 
@@ -33,17 +32,9 @@ from flowplan import (
     TaskRecord,
     TaskStatus,
     UnknownTaskError,
-    clear_registry,
     task,
 )
 from flowplan.spec import TaskSpec
-
-
-@pytest.fixture(autouse=True)
-def _fresh_registry() -> Iterator[None]:
-    clear_registry()
-    yield
-    clear_registry()
 
 
 def _quiet() -> structlog.testing.CapturingLogger:

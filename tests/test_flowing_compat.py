@@ -12,7 +12,6 @@ from __future__ import annotations
 import re
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -30,13 +29,6 @@ from flowplan import (
     clear_registry,
     task,
 )
-
-
-@pytest.fixture(autouse=True)
-def _fresh_registry() -> Iterator[None]:
-    clear_registry()
-    yield
-    clear_registry()
 
 
 def test_quick_start(capsys: pytest.CaptureFixture[str]) -> None:
