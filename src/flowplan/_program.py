@@ -44,6 +44,7 @@ __all__ = [
     "TimedOut",
     "acall",
     "call",
+    "run_program",
     "task_program",
 ]
 
@@ -251,6 +252,36 @@ class RunBudget:
             f"the run's retry budget is exhausted ({self.budget.describe()}: "
             f"{self.used}/{self.limit} retries used)"
         )
+
+
+def run_program(
+    program: Program,
+    *,
+    answer: Callable[[Call], Outcome],
+    sleep: Callable[[float], object],
+    emit: Callable[[Any], object],
+) -> None:
+    """Fulfil a task program's requests synchronously until it ends.
+
+    Args:
+        program: a :func:`task_program` generator.
+        answer: runs (or scripts) one attempt and returns its outcome.
+        sleep: waits out a backoff (real or fake clock).
+        emit: receives every event the program yields.
+    """
+    try:
+        request = next(program)
+        while True:
+            outcome: Outcome | None = None
+            if isinstance(request, Call):
+                outcome = answer(request)
+            elif isinstance(request, Sleep):
+                sleep(request.seconds)
+            else:
+                emit(request)
+            request = program.send(outcome)
+    except StopIteration:
+        return
 
 
 def _context(spec: TaskSpec[..., Any], run_id: str, attempt: int) -> AttemptContext:

@@ -27,6 +27,7 @@ from flowplan._program import (
     Sleep,
     acall,
     call,
+    run_program,
     task_program,
 )
 from flowplan._remote import acall_remote, drive, fn_blobs, is_remote
@@ -58,18 +59,12 @@ def _job(run: _Run, name: str, emit: Callable[[TaskEvent], None]) -> None:
             return
         program, kwargs = run.program(name)
         spec = run.graph.specs[name]
-        request = next(program)
-        while True:
-            outcome: Outcome | None = None
-            if isinstance(request, Call):
-                outcome = call(spec, kwargs, run.run_id, request.attempt)
-            elif isinstance(request, Sleep):
-                time.sleep(request.seconds)
-            else:
-                emit(request)
-            request = program.send(outcome)
-    except StopIteration:
-        return
+        run_program(
+            program,
+            answer=lambda request: call(spec, kwargs, run.run_id, request.attempt),
+            sleep=time.sleep,
+            emit=emit,
+        )
     except BaseException as exc:  # a bug or an interrupt outside the body: never hang the run
         info = ErrorInfo.from_exception(exc, kind="crashed")
         emit(

@@ -18,7 +18,7 @@ from typing import Any, TypeAlias
 import attrs
 
 from flowplan._machine import _Run
-from flowplan._program import Call, Outcome, Raised, Returned, Sleep, TimedOut
+from flowplan._program import Outcome, Raised, Returned, TimedOut, run_program
 from flowplan._suggest import did_you_mean
 from flowplan.errors import InvalidOptionError, UnknownTaskError
 from flowplan.events import Event, RunFinished, TaskEvent
@@ -292,17 +292,9 @@ def _job(
     program, _ = run.program(name)
     spec = run.graph.specs[name]
     script = steps.get(name, (Value(None),))
-    try:
-        request = next(program)
-        while True:
-            outcome: Outcome | None = None
-            if isinstance(request, Call):
-                step = script[min(request.attempt, len(script)) - 1]
-                outcome = _answer(step, spec, clock)
-            elif isinstance(request, Sleep):
-                clock.advance(request.seconds)
-            else:
-                emit(request)
-            request = program.send(outcome)
-    except StopIteration:
-        return
+    run_program(
+        program,
+        answer=lambda request: _answer(script[min(request.attempt, len(script)) - 1], spec, clock),
+        sleep=clock.advance,
+        emit=emit,
+    )
