@@ -51,7 +51,15 @@ from flowplan.registry import Registry, active_registry, clear_registry, default
 from flowplan.report import to_ascii, to_dot, to_mermaid
 from flowplan.simulate import Fail, FakeClock, Simulation, Timeout, Value, simulate
 from flowplan.snapshot import ErrorInfo, Snapshot, TaskRecord, TaskStatus
-from flowplan.spec import Dependency, TaskSpec
+from flowplan.spec import (
+    Dependency,
+    Effect,
+    Isolation,
+    OptionalDependency,
+    TaskSpec,
+    TriggerRule,
+    optional,
+)
 from flowplan.store import JsonSerializer, MemoryStore, PickleSerializer, StateStore
 from flowplan.transitions import advance, fold
 
@@ -66,6 +74,7 @@ __all__ = [
     "Dependency",
     "DetachedDependencyError",
     "DuplicateTaskError",
+    "Effect",
     "ErrorInfo",
     "Event",
     "Fail",
@@ -76,8 +85,10 @@ __all__ = [
     "Hook",
     "InlineExecutor",
     "InvalidOptionError",
+    "Isolation",
     "JsonSerializer",
     "MemoryStore",
+    "OptionalDependency",
     "PickleSerializer",
     "Plan",
     "ProcessExecutor",
@@ -114,6 +125,7 @@ __all__ = [
     "TaskTimedOut",
     "TaskTimeoutError",
     "Timeout",
+    "TriggerRule",
     "UnknownTaskError",
     "Value",
     "active_registry",
@@ -124,6 +136,7 @@ __all__ = [
     "default_registry",
     "execute",
     "fold",
+    "optional",
     "plan",
     "simulate",
     "task",

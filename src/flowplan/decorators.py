@@ -14,7 +14,14 @@ from typing import Any, ParamSpec, TypeVar, overload
 from flowplan.errors import InvalidOptionError
 from flowplan.policies import RetryPolicy
 from flowplan.registry import Registry, active_registry
-from flowplan.spec import Dependency, TaskSpec
+from flowplan.spec import (
+    Dependency,
+    Effect,
+    Isolation,
+    OptionalDependency,
+    TaskSpec,
+    TriggerRule,
+)
 
 __all__ = ["task"]
 
@@ -23,12 +30,16 @@ R = TypeVar("R")
 
 
 def _dependency(ref: object, task: str) -> Dependency:
+    if isinstance(ref, OptionalDependency):
+        dep = _dependency(ref.task, task)
+        return Dependency(name=dep.name, spec=dep.spec, optional=True)
     if isinstance(ref, TaskSpec):
         return Dependency(name=ref.name, spec=ref)
     if isinstance(ref, str):
         return Dependency(name=ref)
     raise InvalidOptionError(
-        f"task {task!r}: depends_on entries must be tasks (decorated with @task) or task names, "
+        f"task {task!r}: depends_on entries must be tasks (decorated with @task), task names or "
+        "optional(...) of either, "
         f"got {ref!r} ({type(ref).__name__}); decorate {getattr(ref, '__name__', ref)!r} with "
         "@task first",
         option="depends_on",
@@ -91,7 +102,7 @@ def task(
     fn: None = None,
     /,
     *,
-    depends_on: Sequence[TaskSpec[..., Any] | str] | None = None,
+    depends_on: Sequence[TaskSpec[..., Any] | str | OptionalDependency] | None = None,
     retry: int = 0,
     retry_backoff_base_ms: float = 1000,
     retry_max_backoff_ms: float = 30_000,
@@ -110,6 +121,11 @@ def task(
     version: str | None = None,
     registry: Registry | None = None,
     idempotent: bool = False,
+    trigger: TriggerRule = "all_succeeded",
+    effect: Effect | None = None,
+    reconcile: Callable[..., object] | None = None,
+    cache: bool = False,
+    isolation: Isolation | None = None,
 ) -> Callable[[Callable[P, R]], TaskSpec[P, R]]: ...
 
 
@@ -117,7 +133,7 @@ def task(
     fn: Callable[P, R] | None = None,
     /,
     *,
-    depends_on: Sequence[TaskSpec[..., Any] | str] | None = None,
+    depends_on: Sequence[TaskSpec[..., Any] | str | OptionalDependency] | None = None,
     retry: int | _Unset = _UNSET,
     retry_backoff_base_ms: float | _Unset = _UNSET,
     retry_max_backoff_ms: float | _Unset = _UNSET,
@@ -136,6 +152,11 @@ def task(
     version: str | None = None,
     registry: Registry | None = None,
     idempotent: bool = False,
+    trigger: TriggerRule = "all_succeeded",
+    effect: Effect | None = None,
+    reconcile: Callable[..., object] | None = None,
+    cache: bool = False,
+    isolation: Isolation | None = None,
 ) -> TaskSpec[P, R] | Callable[[Callable[P, R]], TaskSpec[P, R]]:
     """Declare a task; dependencies arrive as keyword arguments named after them.
 
@@ -165,6 +186,14 @@ def task(
         registry: register here instead of the active registry.
         idempotent: the body may run twice at once; a retry after a timeout then starts at
             once instead of waiting for the abandoned attempt to end.
+        trigger: when the task may run given how its dependencies ended:
+            ``"all_succeeded"`` (default), ``"all_done"``, ``"none_failed"``,
+            ``"any_succeeded"``. Dependencies that did not succeed are received as ``None``.
+        effect: ``"pure"``, ``"idempotent"`` or ``"at_most_once"``; resume honours it.
+        reconcile: for an ``at_most_once`` task left in doubt by a crash: called with the
+            dependency values to decide whether the lost attempt took effect.
+        cache: reuse a result from the run's result cache when the step key matches.
+        isolation: ``"process"`` runs this task's attempts in a child process.
 
     Returns:
         A :class:`TaskSpec` (bare use) or a decorator producing one.
@@ -221,6 +250,11 @@ def task(
             retain_result=retain_result,
             version=version,
             idempotent=idempotent,
+            trigger=trigger,
+            effect=effect,
+            reconcile=reconcile,
+            cache=cache,
+            isolation=isolation,
         )
         (registry if registry is not None else active_registry()).register(spec)
         return spec

@@ -14,14 +14,33 @@ import itertools
 import math
 import weakref
 from collections.abc import Callable
-from typing import Any, Generic, ParamSpec, TypeVar
+from typing import Any, Generic, Literal, ParamSpec, TypeVar, get_args
 
 import attrs
 
+from flowplan._suggest import did_you_mean
 from flowplan.errors import InvalidOptionError, SignatureMismatchError
 from flowplan.policies import RetryPolicy
 
-__all__ = ["Dependency", "TaskSpec", "validate_timeout"]
+__all__ = [
+    "Dependency",
+    "Effect",
+    "Isolation",
+    "OptionalDependency",
+    "TaskSpec",
+    "TriggerRule",
+    "optional",
+    "validate_timeout",
+]
+
+TriggerRule = Literal["all_succeeded", "all_done", "none_failed", "any_succeeded"]
+"""When a task may run, given how its dependencies ended (default ``"all_succeeded"``)."""
+
+Effect = Literal["pure", "idempotent", "at_most_once"]
+"""What running a task's body does to the world; ``None`` (the default) declares nothing."""
+
+Isolation = Literal["thread", "process"]
+"""Where a task's attempts run; ``None`` (the default) uses the run's executor."""
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -74,6 +93,39 @@ class Dependency:
     name: str
     spec: TaskSpec[..., Any] | None = attrs.field(default=None, eq=False, repr=False)
     ordering_only: bool = False
+    optional: bool = False
+
+
+@attrs.frozen
+class OptionalDependency:
+    """A dependency marked with :func:`optional`: received as ``None`` when it was skipped."""
+
+    task: TaskSpec[..., Any] | str
+
+
+def optional(task: TaskSpec[..., Any] | str) -> OptionalDependency:
+    """Mark a dependency as optional: when it is skipped, the task runs and receives ``None``.
+
+    >>> optional("enrich")
+    OptionalDependency(task='enrich')
+    """
+    return OptionalDependency(task)
+
+
+def _check_choice(option: str, value: object, choices: tuple[str, ...], task: str) -> None:
+    if value is None and option != "trigger":
+        return
+    if isinstance(value, str) and value in choices:
+        return
+    hint, _ = did_you_mean(str(value), choices)
+    raise InvalidOptionError(
+        f"task {task!r}: {option}= must be one of {', '.join(map(repr, choices))}"
+        f"{'' if option == 'trigger' else ' or None'}, got {value!r} ({type(value).__name__}); "
+        f"{hint}",
+        option=option,
+        value=value,
+        task=task,
+    )
 
 
 def _check_callable(option: str, value: object, task: str) -> None:
@@ -144,6 +196,12 @@ class TaskSpec(Generic[P, R]):
         upstream_param: parameter receiving every dependency value as one ``dict``
             (disables named injection), as flowrun's ``upstream``.
         context_param: parameter receiving the run's context object, if any.
+        trigger: when the task may run given how its dependencies ended (:data:`TriggerRule`).
+        effect: what the body does to the world (:data:`Effect`), which resume honours.
+        reconcile: for an ``at_most_once`` task left in doubt by a crash: decides from the
+            dependency values whether the lost attempt took effect.
+        cache: reuse a result from the run's result cache when the step key matches.
+        isolation: ``"process"`` runs this task's attempts in a child process.
         idempotent: the body is safe to run twice at once. A retry after a timed-out (abandoned,
             still running) sync attempt starts at once only then; otherwise it waits for the
             abandoned attempt to end, so a task's attempts never overlap.
@@ -170,6 +228,11 @@ class TaskSpec(Generic[P, R]):
     upstream_param: str | None = None
     context_param: str | None = None
     idempotent: bool = False
+    trigger: TriggerRule = "all_succeeded"
+    effect: Effect | None = None
+    reconcile: Callable[..., object] | None = attrs.field(default=None, repr=False)
+    cache: bool = False
+    isolation: Isolation | None = None
     is_async: bool = attrs.field(init=False, repr=False)
     signature: inspect.Signature = attrs.field(init=False, repr=False)
     seq: int = attrs.field(factory=_next_seq, repr=False)
@@ -209,8 +272,11 @@ class TaskSpec(Generic[P, R]):
                 value=self.retry,
                 task=name,
             )
-        for option in ("when", "validate", "retry_until"):
+        for option in ("when", "validate", "retry_until", "reconcile"):
             _check_callable(option, getattr(self, option), name)
+        _check_choice("trigger", self.trigger, get_args(TriggerRule), name)
+        _check_choice("effect", self.effect, get_args(Effect), name)
+        _check_choice("isolation", self.isolation, get_args(Isolation), name)
         if self.version is not None and not isinstance(self.version, str):
             raise InvalidOptionError(
                 f"task {name!r}: version must be a string, got {self.version!r}; e.g. version='2'",
