@@ -2,7 +2,9 @@
 
 Place: benchmarks (not collected by pytest). Each figure is measured in this process on the
 lattice shape (inline executor, so the cost is ours, not a pool's): the overhead is the run's
-time with the extra minus the same run without it, median of ``repeat``, µs per task. The
+time with the extra minus the same run without it, median of ``repeat``, µs per task, as wall
+time (``perf_counter``) and as this process's CPU time (``process_time``: steadier on a shared
+machine; for the SQLite store, wall minus CPU is time spent waiting, e.g. for the disk). The
 hook's figure is per event (two events per task). Memory is tracemalloc's retained and peak
 bytes per task of one inline end-to-end run.
 """
@@ -39,12 +41,14 @@ def _drop(event: object) -> None:
     """A hook callback that ignores the event."""
 
 
-def _timed(graph: TaskGraph, **options: Any) -> float:
+def _timed(graph: TaskGraph, **options: Any) -> tuple[float, float]:
+    """(wall ns, CPU ns) of one inline execution of a fresh plan of ``graph``."""
     the_plan = plan(graph)
     gc.collect()
+    c0 = time.process_time_ns()
     t0 = time.perf_counter_ns()
     execute(the_plan, executor=InlineExecutor(), **options)
-    return float(time.perf_counter_ns() - t0)
+    return float(time.perf_counter_ns() - t0), float(time.process_time_ns() - c0)
 
 
 def measure_extras(tasks: int = 2_000, repeat: int = 3) -> list[dict[str, Any]]:
@@ -53,14 +57,14 @@ def measure_extras(tasks: int = 2_000, repeat: int = 3) -> list[dict[str, Any]]:
     with tempfile.TemporaryDirectory() as tmp:
         counter = iter(range(1_000_000))
 
-        def sqlite(**kw: Any) -> Callable[[], float]:
-            def run() -> float:
+        def sqlite(**kw: Any) -> Callable[[], tuple[float, float]]:
+            def run() -> tuple[float, float]:
                 with SqliteStateStore(Path(tmp) / f"s{next(counter)}.db", **kw) as store:
                     return _timed(graph, store=store)
 
             return run
 
-        cases: dict[str, Callable[[], float]] = {
+        cases: dict[str, Callable[[], tuple[float, float]]] = {
             "none": lambda: _timed(graph),
             "sqlite durable (commit_every=1)": sqlite(),
             "sqlite batched (commit_every=100)": sqlite(commit_every=100),
@@ -70,33 +74,40 @@ def measure_extras(tasks: int = 2_000, repeat: int = 3) -> list[dict[str, Any]]:
                 graph, hooks=[StructlogHook(_NoopLogger())]
             ),
         }
-        samples: dict[str, list[float]] = {name: [] for name in cases}
+        samples: dict[str, list[tuple[float, float]]] = {name: [] for name in cases}
         for _ in range(repeat):
             for name, case in cases.items():  # interleaved: load drifts hit every case alike
                 samples[name].append(case())
-    base = statistics.median(samples["none"])
+
+    def median(name: str, which: int) -> float:
+        return statistics.median(sample[which] for sample in samples[name]) / 1_000 / tasks
+
     rows: list[dict[str, Any]] = [
-        {"what": "inline execute, nothing attached", "us": base / 1_000 / tasks, "unit": "task"}
+        {
+            "what": "inline execute, nothing attached",
+            "us": median("none", 0),
+            "cpu_us": median("none", 1),
+            "unit": "task",
+        }
     ]
-    for name, values in samples.items():
+    for name in samples:
         if name == "none":
             continue
-        extra = (statistics.median(values) - base) / 1_000 / tasks
-        per_event = "hook" in name.lower()
+        per = 2 if "hook" in name.lower() else 1  # two events per task
         rows.append(
             {
                 "what": f"+ {name}",
-                "us": extra / 2 if per_event else extra,
-                "unit": "event" if per_event else "task",
+                "us": (median(name, 0) - median("none", 0)) / per,
+                "cpu_us": (median(name, 1) - median("none", 1)) / per,
+                "unit": "event" if per == 2 else "task",
             }
         )
-    hook_only = statistics.median(samples["StructlogHook, no-op logger"]) - statistics.median(
-        samples["a no-op hook (events built)"]
-    )
+    hook, noop = "StructlogHook, no-op logger", "a no-op hook (events built)"
     rows.append(
         {
             "what": "StructlogHook itself (over a no-op hook)",
-            "us": hook_only / 1_000 / tasks / 2,
+            "us": (median(hook, 0) - median(noop, 0)) / 2,
+            "cpu_us": (median(hook, 1) - median(noop, 1)) / 2,
             "unit": "event",
         }
     )
@@ -127,6 +138,9 @@ def render_extras(rows: Sequence[dict[str, Any]], tasks: int, repeat: int) -> st
         f"Extras (lattice {tasks:,} tasks, inline; overhead over a bare run, median of {repeat}; "
         "memory: tracemalloc, specs excluded)"
     )
-    lines = [title, f"{'what':<44}{'value':>10}  unit", "-" * 62]
-    lines += [f"{row['what']:<44}{row['us']:>10.1f}  {row['unit']}" for row in rows]
+    lines = [title, f"{'what':<44}{'wall':>10}{'cpu':>8}  unit", "-" * 70]
+    for row in rows:
+        cpu = row.get("cpu_us")
+        cpu_text = "" if cpu is None else f"{cpu:.1f}"
+        lines.append(f"{row['what']:<44}{row['us']:>10.1f}{cpu_text:>8}  {row['unit']}")
     return "\n".join(lines)

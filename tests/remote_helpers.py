@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from flowplan import Snapshot, TaskGraph, TaskSpec, current_attempt, task
 
@@ -38,17 +38,23 @@ def total(flaky: int, source: int) -> int:
     return flaky + source
 
 
-def dag() -> tuple[TaskGraph, dict[str, TaskSpec[..., Any]]]:
+def dag(
+    isolation: Literal["process"] | None = None,
+) -> tuple[TaskGraph, dict[str, TaskSpec[..., Any]]]:
     """A DAG with a retry, a ``when=`` skip, a failure and a task below it."""
-    src = task(source)
+    src = task(isolation=isolation)(source)
     specs: dict[str, TaskSpec[..., Any]] = {
         "source": src,
-        "flaky": task(depends_on=[src], retry=2, retry_backoff_base_ms=10)(flaky),
-        "never": task(depends_on=[src], when=lambda source: source > 100)(never),
-        "boom": task(depends_on=[src])(boom),
+        "flaky": task(depends_on=[src], retry=2, retry_backoff_base_ms=10, isolation=isolation)(
+            flaky
+        ),
+        "never": task(depends_on=[src], when=lambda source: source > 100, isolation=isolation)(
+            never
+        ),
+        "boom": task(depends_on=[src], isolation=isolation)(boom),
     }
-    specs["after_boom"] = task(depends_on=[specs["boom"]])(after_boom)
-    specs["total"] = task(depends_on=[specs["flaky"], src])(total)
+    specs["after_boom"] = task(depends_on=[specs["boom"]], isolation=isolation)(after_boom)
+    specs["total"] = task(depends_on=[specs["flaky"], src], isolation=isolation)(total)
     return TaskGraph.build(list(specs.values())), specs
 
 

@@ -186,6 +186,11 @@ def test_show_lists_tasks_with_error_and_root_cause(project: Path) -> None:
     assert rows["transform"].endswith("RuntimeError: transform is broken")
     assert rows["load"].split()[1] == "skipped"
     assert "upstream 'transform' failed" in rows["load"]
+    causes = out.splitlines()[out.splitlines().index("root causes:") :]
+    assert causes == [
+        "root causes:",
+        "  transform failed (RuntimeError: transform is broken) -> skipped 1: load",
+    ]
 
 
 def test_graph_formats_and_coloring_by_a_run(project: Path) -> None:

@@ -10,13 +10,23 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import dask
 import distributed
 import pytest
 
 import flowplan
-from flowplan import DaskExecutor, TaskGraph, TaskStatus, aexecute, execute, plan, task
+from flowplan import (
+    DaskExecutor,
+    InvalidOptionError,
+    TaskGraph,
+    TaskStatus,
+    aexecute,
+    execute,
+    plan,
+    task,
+)
 from remote_helpers import EXPECTED, dag, summary
 
 
@@ -159,3 +169,145 @@ def test_a_retry_waits_for_its_abandoned_attempt_unless_idempotent(
     snapshot = execute(plan(TaskGraph.build([careful])), executor=DaskExecutor(client))
     assert snapshot.value(careful) == 2
     assert float(retried.read_text()) >= float(ended.read_text())  # never overlapped
+
+
+# -- keep_values_on_cluster: big values reach their consumers worker to worker -------------------
+
+BIG = 256 * 1024  # bytes: above the kept-value threshold (64 KiB pickled)
+
+
+def _recording(executor: DaskExecutor) -> list[tuple[str, int, int]]:
+    """Record each keeping submission: trampoline name, payload size, cluster futures passed."""
+    calls: list[tuple[str, int, int]] = []
+    submit = executor.submit_keeping
+
+    def spy(fn: Any, /, *args: Any) -> tuple[Any, Any]:
+        futures = sum(isinstance(a, distributed.Future) for a in args)
+        calls.append((fn.__name__, len(args[0]), futures))
+        return submit(fn, *args)
+
+    executor.submit_keeping = spy  # type: ignore[method-assign]
+    return calls
+
+
+def test_kept_values_reach_consumers_as_cluster_futures(
+    client: distributed.Client, registry: flowplan.Registry
+) -> None:
+    @task
+    def produce() -> bytes:
+        return b"x" * BIG
+
+    @task
+    def small() -> int:
+        return 5
+
+    @task(depends_on=[produce, small], retry=1, retry_backoff_base_ms=0)
+    def consume(produce: bytes, small: int) -> tuple[int, int]:
+        attempt = flowplan.current_attempt()
+        assert attempt is not None
+        if attempt.attempt == 1:
+            raise ConnectionError("the retry gets the kept value again")
+        return len(produce), small
+
+    executor = DaskExecutor(client, keep_values_on_cluster=True)
+    calls = _recording(executor)
+    snapshot = execute(plan(TaskGraph.build([produce, small, consume])), executor=executor)
+    assert snapshot.value(consume) == (BIG, 5)
+    assert snapshot.value(produce) == b"x" * BIG  # the driver still records every value
+    assert snapshot.records["consume"].attempts == 2
+    by_trampoline = sorted(calls)
+    assert [c[0] for c in by_trampoline] == ["run_attempt"] * 2 + ["run_attempt_with"] * 2
+    for _, payload_size, futures in by_trampoline[2:]:  # both attempts of consume
+        assert futures == 1  # produce's result, not small's (small values travel inline)
+        assert payload_size < BIG // 4  # the big value is not in the payload
+
+
+def test_without_the_option_values_go_through_the_driver(
+    client: distributed.Client, registry: flowplan.Registry
+) -> None:
+    @task
+    def produce() -> bytes:
+        return b"y" * BIG
+
+    @task(depends_on=[produce])
+    def consume(produce: bytes) -> int:
+        return len(produce)
+
+    executor = DaskExecutor(client)
+    assert executor.keep_values_on_cluster is False
+    calls = _recording(executor)
+    snapshot = execute(plan(TaskGraph.build([produce, consume])), executor=executor)
+    assert snapshot.value(consume) == BIG
+    assert calls == []  # never the keeping path
+
+
+def test_overridden_and_reused_values_travel_inline(
+    client: distributed.Client, registry: flowplan.Registry
+) -> None:
+    @task
+    def produce() -> bytes:
+        return b"z" * BIG
+
+    @task(depends_on=[produce])
+    def consume(produce: bytes) -> int:
+        return produce.count(b"o")
+
+    graph = TaskGraph.build([produce, consume])
+    executor = DaskExecutor(client, keep_values_on_cluster=True)
+    calls = _recording(executor)
+    snapshot = execute(plan(graph, overrides={produce: b"o" * BIG}), executor=executor)
+    assert snapshot.value(consume) == BIG
+    assert [(name, futures) for name, _, futures in calls] == [("run_attempt", 0)]
+
+
+def test_kept_values_fill_the_upstream_dict_parameter(
+    client: distributed.Client, registry: flowplan.Registry
+) -> None:
+    from flowplan import engine
+
+    eng = engine.Engine()
+    try:
+
+        @eng.task(dag="d")
+        def produce() -> bytes:
+            return b"u" * BIG
+
+        @eng.task(dag="d")
+        def tiny() -> str:
+            return "t"
+
+        @eng.task(dag="d", deps=[produce, tiny])
+        def consume(upstream: dict[str, Any]) -> tuple[int, str]:
+            return len(upstream["produce"]), upstream["tiny"]
+
+        graph = eng.graph("d")
+    finally:
+        eng.close()
+    executor = DaskExecutor(client, keep_values_on_cluster=True)
+    calls = _recording(executor)
+    snapshot = execute(plan(graph), executor=executor)
+    assert snapshot.value("consume") == (BIG, "t")
+    assert ("run_attempt_with", 1) in [(name, futures) for name, _, futures in calls]
+
+
+def test_the_async_driver_sends_values_through_the_driver(
+    client: distributed.Client, registry: flowplan.Registry
+) -> None:
+    @task
+    def produce() -> bytes:
+        return b"a" * BIG
+
+    @task(depends_on=[produce])
+    def consume(produce: bytes) -> int:
+        return len(produce)
+
+    executor = DaskExecutor(client, keep_values_on_cluster=True)
+    snapshot = asyncio.run(aexecute(plan(TaskGraph.build([produce, consume])), executor=executor))
+    assert snapshot.value(consume) == BIG
+
+
+def test_bad_dask_options_are_clear_errors(client: distributed.Client) -> None:
+    with pytest.raises(InvalidOptionError, match=r"needs a distributed.Client, got 'localhost'"):
+        DaskExecutor("localhost")
+    with pytest.raises(InvalidOptionError, match="keep_values_on_cluster must be True or False"):
+        DaskExecutor(client, keep_values_on_cluster="yes")  # type: ignore[arg-type]

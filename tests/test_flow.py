@@ -101,6 +101,7 @@ def test_step_state_has_flowings_values_plus_cancelled() -> None:
         "retrying",
         "skipped",
         "cancelled",
+        "in_doubt",  # effect="at_most_once" (tests/test_effects.py)
     ]
 
 
@@ -331,10 +332,14 @@ def test_summary_marks_overrides_cancellations_and_is_one_line_per_task() -> Non
     flow.override(source, 5)
     flow.run()
     lines = flow.summary().splitlines()
-    assert len(lines) == 3
+    assert len(lines) == 5  # one line per task, then the root causes apart from cascades
     assert lines[0] == "  SUCCEEDED source (0ms) [overridden]"
     assert lines[1].endswith("err=ValueError: first line second line")
     assert "root cause: 'broken'" in lines[2]
+    assert lines[3:] == [
+        "root causes:",
+        "  broken failed (ValueError: first line) -> skipped 1: after",
+    ]
 
 
 def test_an_interrupt_keeps_finished_results_for_resume() -> None:

@@ -36,7 +36,7 @@ def spec(
 ) -> TaskSpec[..., Any]:
     """A spec whose function takes its dependencies as ``**kwargs`` unless ``fn`` is given."""
 
-    def accept_all(**kwargs: Any) -> str:
+    def accept_all(**kwargs: Any) -> Any:  # Any: consumers annotate what they receive
         return name
 
     return TaskSpec(name, fn or accept_all, deps=tuple(Dependency(d) for d in deps), **options)

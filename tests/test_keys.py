@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from flowplan import keys
+from flowplan.errors import SerializationError
 from flowplan.keys import code_fingerprint, step_key
 
 MODULE_NAME = "flowplan_keys_edited"
@@ -354,3 +355,66 @@ def test_diamond_helper_graph_stays_fast_and_sensitive(tmp_path: Path) -> None:
     source = "\n".join(lines)
     base = _fp(tmp_path, source, "h0_0")  # 3**12 paths: only feasible with the cache
     assert base != _fp(tmp_path, source.replace("return n + 2", "return n + 5"), "h0_0")
+
+
+# -- keys with named parts (result cache) ------------------------------------------------------
+def _parts(tmp_path: Path, source: str, version: str | None = None) -> dict[str, str]:
+    return keys.code_parts(_fn(_load(tmp_path, source)), version=version)
+
+
+def test_code_parts_name_each_helper_and_exclude_defaults(tmp_path: Path) -> None:
+    parts = _parts(tmp_path, BASE)
+    assert set(parts) == {"code", "helper:helper"}  # SCALE is a constant of the code part
+    helper_edit = _parts(tmp_path, BASE.replace("return v * 2", "return v * 3"))
+    assert helper_edit["code"] == parts["code"]
+    assert helper_edit["helper:helper"] != parts["helper:helper"]  # a helper of a helper
+    default_edit = _parts(tmp_path, BASE.replace("y=1", "y=2"))
+    assert default_edit == parts  # defaults are inputs, fingerprinted by value elsewhere
+    body_edit = _parts(tmp_path, BASE.replace("+ z[0]", "- z[0]"))
+    assert body_edit["code"] != parts["code"]
+    assert body_edit["helper:helper"] == parts["helper:helper"]
+    assert _parts(tmp_path, BASE.replace("SCALE = 3", "SCALE = 4"))["code"] != parts["code"]
+
+
+def test_code_parts_with_a_version_have_one_part(tmp_path: Path) -> None:
+    parts = _parts(tmp_path, BASE, version="7")
+    assert set(parts) == {"version"}
+    assert _parts(tmp_path, BASE.replace("return v * 2", "return 0"), version="7") == parts
+    assert _parts(tmp_path, BASE, version="8") != parts
+
+
+def test_code_parts_of_callables_that_are_not_plain_functions(tmp_path: Path) -> None:
+    fn = _fn(_load(tmp_path, BASE))
+    partial = functools.partial(fn, 1)
+    assert keys.code_parts(partial) == {"code": code_fingerprint(partial)}
+
+    @functools.wraps(fn)
+    def wrapped(*args: object, **kwargs: object) -> object:
+        return fn(*args, **kwargs)
+
+    assert keys.code_parts(wrapped) == keys.code_parts(fn)
+
+
+def test_value_fingerprints_are_structural_and_process_independent() -> None:
+    value = {"ids": frozenset({"b", "a", "c"}), "when": (1, 2.5, None)}
+    expected = keys.value_fingerprint(value)
+    assert keys.value_fingerprint({"ids": frozenset({"c", "a", "b"}), "when": (1, 2.5, None)}) == (
+        expected
+    )
+    assert keys.value_fingerprint((1, 2)) != keys.value_fingerprint([1, 2])  # types are kept
+    assert keys.value_fingerprint(1) != keys.value_fingerprint(True)
+    script = (
+        "from flowplan.keys import value_fingerprint; "
+        "print(value_fingerprint({'ids': frozenset({'b', 'a', 'c'}), 'when': (1, 2.5, None)}))"
+    )
+    for seed in ("0", "99"):
+        env = {**os.environ, "PYTHONHASHSEED": seed}
+        done = subprocess.run(
+            [sys.executable, "-c", script], capture_output=True, text=True, env=env, check=True
+        )
+        assert done.stdout.strip() == expected, done.stderr
+
+
+def test_a_value_without_a_fingerprint_raises() -> None:
+    with pytest.raises(SerializationError):
+        keys.value_fingerprint(object())

@@ -132,6 +132,9 @@ def test_ascii_tree_marks_shared_detached_and_status(graph: TaskGraph) -> None:
         "│       └── notify [cancelled] (detached)",
         "└── données chargées [succeeded]",
         "    └── join [skipped] (see above)",
+        "root causes:",
+        "  extract succeeded -> cancelled 1: notify",
+        '  say "hi" [x] failed (ValueError: boom) -> skipped 1: join',
     ]
     assert to_ascii(_snapshot()).splitlines()[0] == "extract [succeeded]"
     assert "[not needed]" in to_ascii(plan(graph, targets=["extract"]))

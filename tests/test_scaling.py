@@ -25,7 +25,7 @@ from flowplan import (
     execute,
     plan,
 )
-from flowplan.store import MemoryStore
+from flowplan.store import MemoryStore, SqliteStateStore
 
 SMALL, LARGE = 1_000, 4_000
 TOLERANCE = 1.10  # per-task calls at LARGE may exceed SMALL's by 10% (fixed costs go the other way)
@@ -83,6 +83,11 @@ def _pipeline(specs: list[TaskSpec[..., int]], **options: Any) -> Snapshot:
     return execute(plan(TaskGraph.build(specs)), executor=InlineExecutor(), **options)
 
 
+def _with_sqlite(specs: list[TaskSpec[..., int]], **store_options: Any) -> Snapshot:
+    with SqliteStateStore(":memory:", **store_options) as store:
+        return _pipeline(specs, store=store)
+
+
 SCENARIOS: dict[str, Callable[[int], Callable[[], object]]] = {
     "chain": lambda n: lambda: _pipeline(_chain(n)),
     "fanout": lambda n: lambda: _pipeline(_fanout(n)),
@@ -90,6 +95,10 @@ SCENARIOS: dict[str, Callable[[int], Callable[[], object]]] = {
     "hooks+store": lambda n: (
         lambda: _pipeline(_lattice(n), hooks=[RecordingHook()], store=MemoryStore())
     ),
+    "sqlite store": lambda n: lambda: _with_sqlite(_lattice(n)),
+    "sqlite store, batched": lambda n: lambda: _with_sqlite(_lattice(n), commit_every=100),
+    # Specs out of declaration order: the graph sorts them (a heap), not the fast path.
+    "lattice declared backwards": lambda n: lambda: _pipeline(_lattice(n)[::-1]),
     "failure skips everything below": lambda n: lambda: _pipeline(_chain(n, _boom)),
     "fail-fast cancels a fan-out": lambda n: (
         lambda: _pipeline([TaskSpec("bad", _boom), *_fanout(n)])

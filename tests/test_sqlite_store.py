@@ -30,10 +30,11 @@ from flowplan.engine import (
     fn_hook,
 )
 from flowplan.errors import InvalidOptionError, SerializationError, StoreError, UnknownTaskError
-from flowplan.snapshot import TaskRecord, TaskStatus
+from flowplan.snapshot import ErrorInfo, TaskRecord, TaskStatus
 from flowplan.spec import Dependency, TaskSpec
-from flowplan.store import StateStore
+from flowplan.store import JsonSerializer, StateStore
 from flowplan.store._sqlite._process import own_identity
+from flowplan.store._sqlite._rows import encode_record, pending_row
 
 T = TypeVar("T")
 
@@ -486,3 +487,79 @@ def test_flow_records_its_runs_in_a_sqlite_store(store: SqliteStateStore) -> Non
     assert info.status == "succeeded"
     assert info.tasks == ("fetch", "total")
     assert store.load(info.run_id).value("fetch") == {"items": (1, 2, 3)}
+
+
+def test_a_start_updates_the_row_and_reads_back_as_the_running_record(
+    store: SqliteStateStore, db: Path
+) -> None:
+    planned = plan(TaskGraph.build([TaskSpec("a", lambda: 1)]), run_id="r1")
+    store.create_run(planned, dag_name=None)
+    failed = TaskRecord(
+        "a",
+        TaskStatus.FAILED,
+        1,
+        error=ErrorInfo("builtins.ValueError", "boom", "tb"),
+        started_at=1.0,
+        finished_at=2.0,
+        duration_ms=5.0,
+        reason="it raised",
+        root_cause="a",
+    )
+    store.save_record("r1", failed)
+    # A second attempt starts (e.g. on resume): nothing of the failure may linger in its row.
+    first_start = TaskRecord("a", TaskStatus.RUNNING, 1, started_at=3.0)
+    store.save_record("r1", first_start)
+    assert store.load("r1")["a"] == first_start
+    retry = TaskRecord(
+        "a",
+        TaskStatus.RUNNING,
+        2,
+        value="refused by retry_until",
+        has_value=True,
+        error=ErrorInfo("builtins.ValueError", "boom", "tb"),
+        started_at=3.0,
+        duration_ms=4.0,
+        retry_delays=(0.5,),
+    )
+    store.save_record("r1", retry)
+    # Everything but the informational value of an attempt that did not succeed.
+    assert store.load("r1")["a"] == attrs.evolve(retry, value=None, has_value=False)
+    assert rows(db, "SELECT owner_pid, owner_token, owner_host FROM tasks") == [own_identity()]
+
+
+def test_a_start_of_a_task_without_a_row_writes_the_whole_row(
+    store: SqliteStateStore, db: Path
+) -> None:
+    planned = plan(TaskGraph.build([TaskSpec("a", lambda: 1)]), run_id="r1")
+    store.create_run(planned, dag_name=None)
+    extra = TaskRecord("a[0]", TaskStatus.RUNNING, 1, started_at=3.0)
+    store.save_record("r1", extra)
+    assert statuses(db, "r1") == {"a": "pending", "a[0]": "running"}
+    assert store.load("r1")["a[0]"] == extra
+
+
+def test_pending_rows_are_the_encoded_pending_records() -> None:
+    owner = own_identity()
+    encoded = encode_record("r", TaskRecord("t", TaskStatus.PENDING), JsonSerializer(), owner, 5.0)
+    assert pending_row("r", "t", owner, 5.0) == encoded
+
+
+def test_only_running_rows_are_indexed_and_recover_reads_that_index(db: Path) -> None:
+    with SqliteStateStore(db):
+        pass
+    conn = sqlite3.connect(db)  # a file written before: it indexed every status
+    conn.execute("CREATE INDEX tasks_by_status ON tasks (status)")
+    conn.commit()
+    conn.close()
+    with SqliteStateStore(db):
+        pass
+    query = "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL"
+    assert rows(db, query) == [
+        (
+            "tasks_running",
+            "CREATE INDEX tasks_running ON tasks (run_id, name) WHERE status = 'running'",
+        )
+    ]
+    recover_query = "SELECT run_id, name FROM tasks WHERE status = 'running'"
+    plan_rows = rows(db, f"EXPLAIN QUERY PLAN {recover_query}")
+    assert [detail for *_, detail in plan_rows] == ["SCAN tasks USING INDEX tasks_running"]

@@ -35,24 +35,48 @@ class DaskExecutor(Executor):
     Args:
         client: a connected ``distributed.Client``.
         key_prefix: the prefix of Dask keys (shown in the dashboard).
+        keep_values_on_cluster: with :func:`~flowplan.execute`, a big value (64 KiB or more
+            pickled) reaches the tasks that consume it worker to worker, as the producer's
+            Dask future, instead of through the driver; it stays on the cluster until the run
+            ends. Every value still comes back to the driver for the snapshot. If a worker
+            holding a kept value dies, Dask recomputes its producer (its body runs again,
+            unseen by flowplan): use it for tasks that are safe to run twice.
 
     Raises:
         ImportError: when ``distributed`` is not installed (``pip install 'flowplan[dask]'``).
+        InvalidOptionError: ``client`` is not a ``distributed.Client``.
     """
 
     executes_remotely = True
 
-    def __init__(self, client: Any, *, key_prefix: str = "flowplan") -> None:
+    def __init__(
+        self, client: Any, *, key_prefix: str = "flowplan", keep_values_on_cluster: bool = False
+    ) -> None:
         try:
             import distributed
         except ImportError as exc:  # pragma: no cover - CI installs it with the dev extra
             raise ImportError(
                 "DaskExecutor needs dask.distributed: pip install 'flowplan[dask]'"
             ) from exc
+        from flowplan.errors import InvalidOptionError
+
         if not isinstance(client, distributed.Client):
-            raise TypeError(f"DaskExecutor needs a distributed.Client, got {client!r}")
+            raise InvalidOptionError(
+                f"DaskExecutor needs a distributed.Client, got {client!r} "
+                f"({type(client).__name__}); e.g. DaskExecutor(distributed.Client(cluster))",
+                option="client",
+                value=client,
+            )
+        if not isinstance(keep_values_on_cluster, bool):
+            raise InvalidOptionError(
+                f"keep_values_on_cluster must be True or False, got {keep_values_on_cluster!r} "
+                f"({type(keep_values_on_cluster).__name__})",
+                option="keep_values_on_cluster",
+                value=keep_values_on_cluster,
+            )
         self.client: Any = client  # distributed is untyped
         self.key_prefix = key_prefix
+        self.keep_values_on_cluster = keep_values_on_cluster
         self._ids = itertools.count()
         self._run = uuid.uuid4().hex[:12]
         self._lock = threading.Lock()
@@ -63,6 +87,20 @@ class DaskExecutor(Executor):
 
     def submit(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Future[T]:
         """Submit ``fn(*args, **kwargs)`` as one Dask task with a unique key."""
+        future, _ = self._submit(fn, args, kwargs)
+        return future
+
+    def submit_keeping(self, fn: Callable[..., T], /, *args: Any) -> tuple[Future[T], Any]:
+        """Submit ``fn(*args)``; return its future and the Dask future of its result.
+
+        Dask futures among ``args`` are resolved on the worker (worker to worker). The
+        result stays on the cluster while the returned Dask future is referenced.
+        """
+        return self._submit(fn, args, {})
+
+    def _submit(
+        self, fn: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> tuple[Future[T], Any]:
         if self._shutdown:
             raise RuntimeError("cannot submit to a DaskExecutor after shutdown()")
         name = getattr(fn, "__name__", "call")
@@ -85,7 +123,7 @@ class DaskExecutor(Executor):
             self._finished.put((finished, future, key))
 
         remote.add_done_callback(done)
-        return future
+        return future, remote
 
     def _fetch(self) -> None:
         """Settle finished futures, fetching results in batches (one gather per batch instead

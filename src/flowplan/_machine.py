@@ -16,10 +16,16 @@ import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, NoReturn
 
+import attrs
+
+from flowplan._cache_plan import CacheRun
+from flowplan._effects import check_store, forget_lineage, register_lineage
+from flowplan._fanout import FanOut
 from flowplan._program import (
     RunBudget,
     task_program,
 )
+from flowplan._triggers import decide, received
 from flowplan.errors import SerializationError
 from flowplan.events import (
     Event,
@@ -32,6 +38,7 @@ from flowplan.events import (
     TaskReused,
     TaskSkipped,
     TaskStarted,
+    TaskSucceeded,
 )
 from flowplan.hooks import Hook, HookDispatcher
 from flowplan.plan import Plan
@@ -40,6 +47,7 @@ from flowplan.snapshot import ErrorInfo, Snapshot, TaskRecord, TaskStatus, _make
 from flowplan.transitions import advance
 
 if TYPE_CHECKING:
+    from flowplan._isolation import Isolated
     from flowplan.store import StateStore
 
 __all__ = ["_Done", "_Run"]
@@ -91,6 +99,17 @@ class _Run:
         # applied as one ``_Done`` item without building its two events.
         self.quiet = store is None and not self.dispatch
         self.plain = graph.plain_tasks()  # run without the task_program generator
+        # Tasks with a trigger rule or an optional dependency (``_triggers``): they wait for
+        # every dependency to end, then their rule decides. Empty in the common case.
+        self.triggered = graph.triggered_tasks()
+        # ... and the tasks decided once no dependency is left: the triggered ones, plus those
+        # a ``when=`` gate's skip reached (so a failure still to come is named, not the gate).
+        self.at_zero: set[str] = set(self.triggered)
+        self.survivors: frozenset[str] = frozenset()  # all_done: they outlive a fail-fast stop
+        if self.triggered:
+            self.plain = self.plain - self.triggered
+            specs = graph.specs
+            self.survivors = frozenset(n for n in self.triggered if specs[n].trigger == "all_done")
         self.step_keys = plan.step_keys
         # Thread driver only (set there): a plain task → its only successor when that
         # successor has no other dependency; the worker runs it next itself (no round-trip).
@@ -98,6 +117,8 @@ class _Run:
         self.chain_prev: dict[str, str] = {}
         # Quiet thread runs: plain tasks a worker is running (no RUNNING record exists).
         self.running: set[str] = set()
+        # Set by the driver: the isolation="process" tasks and their process pool, if any.
+        self.isolated: Isolated | None = None
         to_run = plan.to_run
         run_set = set(to_run)
         self.run_set = run_set
@@ -116,6 +137,24 @@ class _Run:
                 left = sum(s in run_set for s in graph.successors[name])
                 if left:
                     self.consumers_left[name] = left
+        # Fan-out tasks (``_fanout``) open into element instances at run time; None (no cost)
+        # when the graph has none.
+        self.fanout: FanOut | None = None
+        if fan_out := graph.fan_out_tasks():
+            self.fanout = FanOut(self, fan_out)
+        # Effects (``_effects``): resumed runs keep their lineage id for idempotency keys; a
+        # store that cannot record starts refuses at_most_once tasks before anything runs.
+        self.lineage = plan.lineage_id or plan.run_id
+        self.durable_starts = check_store(plan, store)
+        register_lineage(self.run_id, self.lineage)
+        # Result caching (``_cache_plan``): ready eligible tasks are looked up, successes
+        # written back. None (no cost) when the plan has no cache.
+        self.caching: CacheRun | None = None
+        self.looking = False  # inside _cache_lookups: _gate defers newly ready tasks to it
+        self.found: list[str] = []
+        if plan.cache_plan is not None:
+            self.caching = CacheRun(plan.cache_plan, plan.graph, context)
+            self.caching.seed(plan.reused)
         self.started = time.perf_counter()
 
     # -- events ---------------------------------------------------------------------------
@@ -138,6 +177,8 @@ class _Run:
         ):
             return []  # e.g. a task cancelled while its worker was about to start it
         record = advance(old, event)
+        if self.caching is not None and type(event) is TaskSucceeded:
+            record = self._cache_write(record)
         if self.store is not None and (
             record.status is not _RUNNING or isinstance(event, TaskStarted)
         ):
@@ -187,6 +228,8 @@ class _Run:
             False,
             False,
         )
+        if self.caching is not None:
+            record = self._cache_write(record)
         self.records[name] = record
         return self._finished(name, record, None)
 
@@ -198,6 +241,7 @@ class _Run:
         if not detached:
             self.main_left -= 1
         if record.status is TaskStatus.SUCCEEDED:
+            at_zero = self.at_zero
             for succ in graph.successors[name]:
                 if succ in self.waiting:
                     left = self.waiting[succ] - 1
@@ -207,7 +251,10 @@ class _Run:
                         and succ not in self.records
                         and self.chain_next.get(name) != succ  # its worker runs it already
                     ):
-                        ready.append(succ)
+                        if at_zero and succ in at_zero:
+                            ready.extend(self._trigger(succ))
+                        else:
+                            ready.append(succ)
             if name in self.consumers_left and self.consumers_left[name] == 0:
                 self._release(name)
             for pred in graph.predecessors[name]:
@@ -218,20 +265,26 @@ class _Run:
         else:
             root = record.root_cause or name
             verb = record.status.value
-            ready.extend(self._skip_downstream(name, root, verb))
+            fatal = isinstance(event, TaskFailed) and event.fatal and self.fatal is None
+            ready.extend(self._skip_downstream(name, root, verb, evaluate=not fatal))
             failed = record.status is TaskStatus.FAILED
-            if isinstance(event, TaskFailed) and event.fatal and self.fatal is None:
+            if fatal:
+                assert isinstance(event, TaskFailed)
                 exc = record.error.exception if record.error else None
                 self.fatal = exc if exc is not None else KeyboardInterrupt()
                 self.fatal_in = name
                 self._cancel_pending(root, f"the run was interrupted in {name!r}", everything=True)
             elif failed and self.fail_fast and not detached and self.stopped is None:
                 self.stopped = name
-                self._cancel_pending(root, f"fail-fast: {name!r} failed")
+                ready.extend(self._cancel_pending(root, f"fail-fast: {name!r} failed"))
+        if self.fanout is not None and name in self.fanout.owner:  # an element ended
+            return self._gate(ready) + self.fanout.finished(name)
         return self._gate(ready)
 
     def _gate(self, ready: list[str]) -> list[str]:
         """Hold detached tasks until the main DAG is done; release them then."""
+        if self.caching is not None and ready:
+            ready = self._cache_lookups(ready)
         detached = self.graph.detached
         out = [n for n in ready if n not in detached] if detached else ready
         if detached:
@@ -241,25 +294,118 @@ class _Run:
                 self.held = []
         if self.fatal is not None:
             return []
+        return out if self.fanout is None else self.fanout.expand(out)
+
+    def _cache_write(self, record: TaskRecord) -> TaskRecord:
+        """Write a success back to the result cache (before its successors read its key and
+        before the store saves it); the record's reason says what caching did."""
+        assert self.caching is not None
+        note = self.caching.write(record)
+        return record if note is None else attrs.evolve(record, reason=note)
+
+    def _cache_lookups(self, ready: list[str]) -> list[str]:
+        """Reuse cached results of ready cache-eligible tasks; return the tasks to run.
+
+        Iterative: tasks a hit makes ready are looked up in the same loop (nested ``_gate``
+        calls only collect them), so a long chain of hits never deepens the stack.
+        """
+        if self.looking:
+            self.found.extend(ready)
+            return []
+        caching = self.caching
+        assert caching is not None
+        out: list[str] = []
+        work = ready[::-1]
+        self.looking = True
+        try:
+            while work:
+                name = work.pop()
+                if self.fatal is not None or self.stopped is not None:
+                    out.append(name)  # the driver cancels it (or runs a survivor)
+                    continue
+                found = caching.lookup(name, self.records, self.step_keys.get(name))
+                if found is None:
+                    out.append(name)
+                    continue
+                if isinstance(found, TaskRecord):
+                    self.apply(TaskReused(self.run_id, self.clock(), name, found))
+                else:  # strict cache, an input with no stable fingerprint
+                    info = ErrorInfo.from_exception(found, kind="cache")
+                    self.apply(TaskFailed(self.run_id, self.clock(), name, 0, info, str(found)))
+                work.extend(self.found[::-1])
+                self.found.clear()
+        finally:
+            self.looking = False
         return out
 
-    def _skip_downstream(self, name: str, root: str, verb: str) -> list[str]:
-        """Skip every pending task below ``name``; below a cancelled task, cancel them."""
-        cancel = verb == TaskStatus.CANCELLED.value
-        stack = [(name, verb)]
+    def _skip_downstream(
+        self, name: str, root: str, verb: str, *, evaluate: bool = True
+    ) -> list[str]:
+        """Skip every pending task below ``name``; below a cancelled task, cancel them.
+
+        A task in ``at_zero`` — one with a trigger rule (``_triggers``), or one a ``when=``
+        gate's skip reached — is not skipped outright: it counts the dependency as ended, and
+        once all have ended its rule decides (deterministically, a failure named before a
+        gate): it may become ready (returned) or be skipped with the rule's reason and root
+        cause. Below a cancellation (a fail-fast stop) only ``all_done`` tasks are decided so;
+        the rest are cancelled. With ``evaluate`` off or after an interrupt, no rule is
+        consulted.
+        """
+        evaluate = evaluate and self.fatal is None
+        at_zero = self.at_zero if evaluate else set()
+        records = self.records
+        ready: list[str] = []
+        stack = [(name, verb, root, verb == TaskStatus.CANCELLED.value)]
         while stack:
-            upstream, how = stack.pop()
+            upstream, how, cause, cancel = stack.pop()
+            gated = evaluate and not cancel and self._gated(cause)
+            # below a cancellation (the run stopped) only cleanup is still decided
+            deciding = self.survivors if cancel else at_zero
             for succ in self.graph.successors[upstream]:
-                if succ in self.run_set and succ not in self.records:
+                if succ in self.run_set and succ not in records:
+                    if gated:  # decide once every dependency has ended: a failure may come
+                        at_zero.add(succ)
+                    if deciding and succ in deciding and evaluate:
+                        left = self.waiting[succ] - 1
+                        self.waiting[succ] = left
+                        if left == 0:
+                            verdict = decide(self.graph, succ, records)
+                            if verdict is None:
+                                ready.append(succ)
+                            else:
+                                reason, why = verdict
+                                skip = TaskSkipped(self.run_id, self.clock(), succ, reason, why)
+                                self._record_terminal(succ, skip)
+                                stack.append((succ, "was skipped", why, False))
+                        continue
                     reason = f"upstream {upstream!r} {how}"
                     event: TaskSkipped | TaskCancelled
                     if cancel:  # it never started because the run stopped: not a skip
-                        event = TaskCancelled(self.run_id, self.clock(), succ, reason, root)
+                        event = TaskCancelled(self.run_id, self.clock(), succ, reason, cause)
                     else:
-                        event = TaskSkipped(self.run_id, self.clock(), succ, reason, root)
+                        event = TaskSkipped(self.run_id, self.clock(), succ, reason, cause)
                     self._record_terminal(succ, event)
-                    stack.append((succ, "was cancelled" if cancel else "was skipped"))
-        return []
+                    below = "was cancelled" if cancel else "was skipped"
+                    stack.append((succ, below, cause, cancel))
+        return ready
+
+    def _gated(self, root: str) -> bool:
+        """Whether ``root`` (a cascade's root cause) is a skip, not a failure."""
+        record = self.records.get(root)
+        return record is not None and record.status is TaskStatus.SKIPPED
+
+    def _trigger(self, name: str) -> list[str]:
+        """``name`` (a triggered task) has no dependency left to wait for: apply its rule.
+
+        Returns ``[name]`` when the rule lets it run, else skips it (and what is below it) and
+        returns the tasks that became ready meanwhile.
+        """
+        verdict = decide(self.graph, name, self.records)
+        if verdict is None:
+            return [name]
+        reason, root = verdict
+        self._record_terminal(name, TaskSkipped(self.run_id, self.clock(), name, reason, root))
+        return self._skip_downstream(name, root, TaskStatus.SKIPPED.value)
 
     def _record_terminal(self, name: str, event: TaskSkipped | TaskCancelled) -> None:
         record = advance(self.records.get(name), event)
@@ -272,13 +418,18 @@ class _Run:
         if name not in self.graph.detached:
             self.main_left -= 1
 
-    def _cancel_pending(self, root: str, reason: str, *, everything: bool = False) -> None:
+    def _cancel_pending(self, root: str, reason: str, *, everything: bool = False) -> list[str]:
         """Cancel tasks that have not started (main ones; with ``everything``, detached too).
 
         Tasks already handed to a worker are left alone: they cancel themselves on start
-        (:meth:`should_cancel`), or finish if they were already running.
+        (:meth:`should_cancel`), or finish if they were already running. Without
+        ``everything`` (a fail-fast stop), ``all_done`` tasks are left alone too: cleanup still
+        runs once its dependencies have ended. Returns the tasks that became ready (such
+        cleanup tasks whose last dependency was just cancelled).
         """
         detached = self.graph.detached
+        survivors = () if everything else self.survivors
+        ready: list[str] = []
         held = set(self.held)
         chain_prev = self.chain_prev
         handed: set[str] = set()  # given to a worker, directly or behind its chain predecessor
@@ -293,12 +444,15 @@ class _Run:
             if self.waiting[name] == 0 and name not in held:
                 handed.add(name)
                 continue
+            if survivors and name in survivors:
+                continue
             event = TaskCancelled(self.run_id, self.clock(), name, reason, root)
             self._record_terminal(name, event)
             # the (detached) tasks below it can never run now; without this the run never ends
-            self._skip_downstream(name, root, TaskStatus.CANCELLED.value)
+            ready.extend(self._skip_downstream(name, root, TaskStatus.CANCELLED.value))
         if everything:
             self.held = []
+        return ready
 
     def _release(self, name: str) -> None:
         record = self.records.get(name)
@@ -323,7 +477,11 @@ class _Run:
         if self.fatal is not None:
             reason = f"the run was interrupted in {self.fatal_in!r}"
             return TaskCancelled(self.run_id, self.clock(), name, reason, self.fatal_in)
-        if self.stopped is not None and name not in self.graph.detached:
+        if (
+            self.stopped is not None
+            and name not in self.graph.detached
+            and name not in self.survivors
+        ):
             reason = f"fail-fast: {self.stopped!r} failed"
             return TaskCancelled(self.run_id, self.clock(), name, reason, self.stopped)
         return None
@@ -332,13 +490,18 @@ class _Run:
         """The keyword arguments for ``name``'s body, and for its gates."""
         spec = self.graph.specs[name]
         records = self.records
-        gate_kwargs = {dep: records[dep].value for dep in self.graph.predecessors[name]}
+        if name in self.triggered:  # a dependency that did not succeed is received as None
+            gate_kwargs = {dep: received(records[dep]) for dep in self.graph.predecessors[name]}
+        else:
+            gate_kwargs = {dep: records[dep].value for dep in self.graph.predecessors[name]}
         if spec.upstream_param is not None:
             kwargs: dict[str, Any] = {spec.upstream_param: dict(gate_kwargs)}
         else:
             kwargs = {dep: gate_kwargs[dep] for dep in self.graph.inputs[name]}
         if spec.context_param is not None:
             kwargs[spec.context_param] = self.context
+        if self.fanout is not None:  # an element instance receives its element
+            self.fanout.bind(name, kwargs, gate_kwargs)
         return kwargs, gate_kwargs
 
     def kwargs(self, name: str) -> dict[str, Any]:
@@ -372,6 +535,8 @@ class _Run:
     def link_chains(self) -> None:
         """Pair each plain task with its only successor when it is that successor's only
         dependency (both plain, both main or both detached); see :func:`_plain_job`."""
+        if self.caching is not None:  # a chained successor would skip its cache lookup
+            return
         graph = self.graph
         plain = self.plain
         detached = graph.detached
@@ -397,12 +562,30 @@ class _Run:
             spec,
             gate_kwargs,
             run_id=self.run_id,
-            step_key=self.plan.step_keys.get(name),
+            step_key=self.step_keys.get(name),
             clock=self.clock,
             budget=self.budget,
             seed=self.seed,
+            in_doubt=self.plan.in_doubt.get(name),
+            in_doubt_reason=self.plan.decisions[name].reason if name in self.plan.in_doubt else "",
         )
         return prog, kwargs
+
+    def durable_start(self, name: str, attempt: int) -> None:
+        """Before an ``at_most_once`` attempt's body runs: commit its start to the store.
+
+        Called by the driver from the worker about to run the attempt (events may still be
+        queued): the RUNNING record is saved and the store's open batch flushed, so a crash
+        from here on leaves a record that makes the task IN_DOUBT on resume.
+        """
+        store = self.store
+        if store is None or name not in self.durable_starts:
+            return
+        event = TaskStarted(self.run_id, self.clock(), name, attempt)
+        store.save_record(self.run_id, advance(self.records.get(name), event))
+        flush = getattr(store, "flush", None)
+        if flush is not None:
+            flush()
 
     # -- finishing ------------------------------------------------------------------------
     def abort(self, exc: BaseException) -> NoReturn:
@@ -417,13 +600,16 @@ class _Run:
         self.fatal = exc
         why = f"the run was interrupted by {type(exc).__name__}"
         info = ErrorInfo.from_exception(exc, kind="interrupted")
-        for name in self.plan.to_run:
+        names = self.plan.to_run if self.fanout is None else self.fanout.ordered(self.plan.to_run)
+        for name in names:
             old = self.records.get(name)  # None: pending, or running on a quiet fast path
             if old is None and name in self.running:
                 old = TaskRecord(name, _RUNNING, 1)
             event: TaskFailed | TaskCancelled
             if old is not None and old.status is _RUNNING:
-                reason = f"{why} while it ran; it runs again on resume"
+                reason = f"{why} while it ran; it runs again on resume" + (
+                    "" if name not in self.durable_starts else " unless it is in doubt"
+                )
                 event = TaskFailed(self.run_id, self.clock(), name, old.attempts, info, reason)
             elif old is None or old.status is _PENDING:
                 event = TaskCancelled(self.run_id, self.clock(), name, why, self.fatal_in or name)
@@ -450,13 +636,16 @@ class _Run:
         # got a record — an interrupted run — is PENDING). O(n), once per run.
         records = self.records
         ordered = {name: records[name] for name in self.plan.reused}  # maybe released since
-        for name in self.plan.to_run:
+        names = self.plan.to_run if self.fanout is None else self.fanout.ordered(self.plan.to_run)
+        for name in names:
             ordered[name] = records.get(name) or TaskRecord(name, _PENDING)
         self.records = records = ordered
-        snapshot = Snapshot(self.run_id, records)
+        lineage = None if self.lineage == self.run_id else self.lineage
+        snapshot = Snapshot(self.run_id, records, lineage_id=lineage)
+        forget_lineage(self.run_id)
         counts: dict[str, int] = collections.Counter(r.status.value for r in self.records.values())
         failed = any(
-            rec.status in (TaskStatus.FAILED, TaskStatus.CANCELLED)
+            rec.status in (TaskStatus.FAILED, TaskStatus.CANCELLED, TaskStatus.IN_DOUBT)
             for name, rec in self.records.items()
             if name not in self.graph.detached
         )

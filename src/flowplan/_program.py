@@ -19,18 +19,21 @@ from typing import Any
 
 import attrs
 
+from flowplan._effects import SETTLE_HINT, key_for, retry_may_overlap, settle
 from flowplan.attempt import NEVER_CANCELLED, AttemptContext, _current
 from flowplan.errors import RetryUntilError, TaskTimeoutError
 from flowplan.events import (
     TaskFailed,
+    TaskInDoubt,
     TaskRetrying,
+    TaskReused,
     TaskSkipped,
     TaskStarted,
     TaskSucceeded,
     TaskTimedOut,
 )
 from flowplan.policies import RetryBudget
-from flowplan.snapshot import ErrorInfo
+from flowplan.snapshot import ErrorInfo, TaskRecord
 from flowplan.spec import TaskSpec
 
 __all__ = [
@@ -96,6 +99,8 @@ Request = (
     | TaskRetrying
     | TaskSkipped
     | TaskTimedOut
+    | TaskInDoubt
+    | TaskReused
 )
 Program = Generator[Request, Outcome | None, None]
 
@@ -109,13 +114,30 @@ def task_program(
     clock: Callable[[], float],
     budget: RunBudget | None = None,
     seed: str | None = None,
+    in_doubt: TaskRecord | None = None,
+    in_doubt_reason: str = "",
 ) -> Program:
     """Yield the requests of one task's life; receive each :class:`Call`'s outcome.
 
     ``budget`` is the run's shared retry budget, if any; ``seed`` seeds the backoff jitter
-    (default: ``run_id``).
+    (default: ``run_id``). ``in_doubt`` is the earlier record of an ``at_most_once`` task the
+    plan found in doubt (``in_doubt_reason`` says why): it is settled first
+    (:func:`~flowplan._effects.settle`), and runs only if its ``reconcile`` returns
+    ``NotDone``.
     """
     name = spec.name
+    if in_doubt is not None:
+        settled = yield from settle(
+            spec,
+            gate_kwargs,
+            in_doubt,
+            in_doubt_reason,
+            run_id=run_id,
+            step_key=step_key,
+            clock=clock,
+        )
+        if settled:
+            return
     for option, gate in (("when", spec.when), ("validate", spec.validate)):
         if gate is None:
             continue
@@ -173,6 +195,16 @@ def task_program(
         elif isinstance(outcome, TimedOut):
             timeout = spec.timeout_s or 0.0
             yield TaskTimedOut(run_id, clock(), name, attempt, timeout)
+            if spec.effect == "at_most_once":  # it may still take effect: never run it twice
+                yield TaskInDoubt(
+                    run_id,
+                    clock(),
+                    name,
+                    attempt,
+                    f"attempt {attempt} timed out after {timeout:g}s and may still take effect "
+                    f"(effect='at_most_once'): not retried; {SETTLE_HINT}",
+                )
+                return
             cause = TaskTimeoutError(name, timeout, attempt)
             error = ErrorInfo.from_exception(cause, kind="timeout")
             reason = f"timed out after {timeout:g}s on attempt {attempt}/{max_attempts}"
@@ -284,11 +316,15 @@ def run_program(
         return
 
 
-def _context(spec: TaskSpec[..., Any], run_id: str, attempt: int) -> AttemptContext:
+def _context(
+    spec: TaskSpec[..., Any], run_id: str, attempt: int, kwargs: Mapping[str, Any]
+) -> AttemptContext:
     timeout = spec.timeout_s
+    key = key_for(spec, run_id, kwargs) if spec.effect is not None else None
     if timeout is None:
-        return AttemptContext(run_id, spec.name, attempt, None, None, NEVER_CANCELLED)
-    return AttemptContext(run_id, spec.name, attempt, time.monotonic() + timeout, timeout)
+        return AttemptContext(run_id, spec.name, attempt, None, None, NEVER_CANCELLED, key)
+    deadline = time.monotonic() + timeout
+    return AttemptContext(run_id, spec.name, attempt, deadline, timeout, _key=key)
 
 
 def _run_coroutine(spec: TaskSpec[..., Any], kwargs: Mapping[str, Any]) -> Any:
@@ -353,7 +389,7 @@ _abandoned_lock = threading.Lock()
 
 
 def _abandon(spec: TaskSpec[..., Any], run_id: str, done: threading.Event) -> None:
-    if spec.idempotent:
+    if retry_may_overlap(spec):
         return
     with _abandoned_lock:
         for other in [key for key, event in _abandoned.items() if event.is_set()]:
@@ -364,7 +400,7 @@ def _abandon(spec: TaskSpec[..., Any], run_id: str, done: threading.Event) -> No
 
 def _abandoned_attempt(spec: TaskSpec[..., Any], run_id: str) -> threading.Event | None:
     """The still-running abandoned attempt a retry of ``spec`` must wait for, if any."""
-    if spec.idempotent:
+    if retry_may_overlap(spec):
         return None
     with _abandoned_lock:
         done = _abandoned.get((run_id, spec))
@@ -395,7 +431,7 @@ def call(spec: TaskSpec[..., Any], kwargs: Mapping[str, Any], run_id: str, attem
         prior = _abandoned_attempt(spec, run_id)
         if prior is not None:
             prior.wait()
-    ctx = _context(spec, run_id, attempt)
+    ctx = _context(spec, run_id, attempt, kwargs)
     start = time.perf_counter()
     if spec.is_async or spec.timeout_s is None:
         token = _current.set(ctx)
@@ -463,7 +499,7 @@ async def acall(
         prior = _abandoned_attempt(spec, run_id)
         if prior is not None:  # a non-idempotent retry never overlaps its abandoned attempt
             await asyncio.to_thread(prior.wait)
-    ctx = _context(spec, run_id, attempt)
+    ctx = _context(spec, run_id, attempt, kwargs)
     start = time.perf_counter()
     if spec.is_async:
         token = _current.set(ctx)

@@ -23,10 +23,12 @@ import queue
 import sys
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from typing import TYPE_CHECKING, Any
 
+from flowplan._effects import KEYED_EFFECTS, LazyKey, key_inputs, lineage_of, retry_may_overlap
+from flowplan._fanout import origin
 from flowplan._program import Call, Outcome, Raised, Returned, Sleep, TimedOut
 from flowplan.attempt import NEVER_CANCELLED, AttemptContext, _current
 from flowplan.errors import SerializationError
@@ -83,12 +85,40 @@ def run_attempt(blob: bytes) -> tuple[bool, bytes, float]:
     A coroutine function's attempt is awaited with ``asyncio.run``. The result is pickled here,
     so a value that cannot travel back is a clear :class:`SerializationError`, not a hang.
     """
-    fn_blob, kwargs, run_id, task, attempt, timeout = pickle.loads(blob)
+    return _attempt(pickle.loads(blob))
+
+
+def run_attempt_with(
+    blob: bytes, slots: tuple[tuple[str, str | None], ...], *upstream: tuple[bool, bytes, float]
+) -> tuple[bool, bytes, float]:
+    """Trampoline for an attempt whose upstream values stayed on the cluster.
+
+    ``upstream`` are the producers' own :func:`run_attempt` results, which the executor
+    resolves where this runs (worker to worker): those values never pass through the driver
+    on their way here. Each is injected at its slot: ``(param, None)`` for a parameter,
+    ``(param, key)`` for an entry of the ``dict`` parameter receiving every upstream value.
+    """
+    parts = pickle.loads(blob)
+    kwargs = parts[1]
+    for (param, key), (_, value_blob, _) in zip(slots, upstream, strict=True):
+        value = pickle.loads(value_blob)
+        if key is None:
+            kwargs[param] = value
+        else:
+            kwargs[param][key] = value
+    return _attempt(parts)
+
+
+def _attempt(parts: tuple[Any, ...]) -> tuple[bool, bytes, float]:
+    """Run one attempt from its unpickled payload (see :func:`payload`)."""
+    fn_blob, kwargs, run_id, task, attempt, timeout, keyed = parts
     fn = pickle.loads(fn_blob)
+    # keyed: (lineage id, the keyed arguments' names) for tasks with an effect, else None
+    key = None if keyed is None else LazyKey(keyed[0], task, {k: kwargs[k] for k in keyed[1]})
     if timeout is None:
-        ctx = AttemptContext(run_id, task, attempt, None, None, NEVER_CANCELLED)
+        ctx = AttemptContext(run_id, task, attempt, None, None, NEVER_CANCELLED, key)
     else:
-        ctx = AttemptContext(run_id, task, attempt, time.monotonic() + timeout, timeout)
+        ctx = AttemptContext(run_id, task, attempt, time.monotonic() + timeout, timeout, _key=key)
     token = _current.set(ctx)
     start = time.perf_counter()
     try:
@@ -134,11 +164,26 @@ def fn_blobs(run: _Run, executor: object) -> dict[str, bytes]:
     Raises:
         SerializationError: naming each task that cannot be sent to ``executor``.
     """
+    blobs, problems = pickle_functions(run, run.plan.to_run)
+    if problems:
+        hint = "" if has_cloudpickle() else " (install cloudpickle for lambdas and closures)"
+        raise SerializationError(
+            f"{len(problems)} task(s) cannot be sent to {type(executor).__name__}, which runs "
+            "attempts in other processes: every task function (and the run's context) must "
+            f"pickle{hint}; define tasks at module level or use a thread executor:\n  "
+            + "\n  ".join(problems),
+            value_type="function",
+        )
+    return blobs
+
+
+def pickle_functions(run: _Run, names: Iterable[str]) -> tuple[dict[str, bytes], list[str]]:
+    """Pickle the functions of ``names`` (and check the run's context pickles for tasks that
+    receive it); return the blobs and one problem line per task that cannot be sent."""
     blobs: dict[str, bytes] = {}
     problems: list[str] = []
-    where = type(executor).__name__
     specs = run.graph.specs
-    for name in run.plan.to_run:
+    for name in names:
         spec = specs[name]
         try:
             _by_value_if_not_importable(spec.fn)
@@ -147,15 +192,7 @@ def fn_blobs(run: _Run, executor: object) -> dict[str, bytes]:
                 dumps(run.context)
         except Exception as exc:
             problems.append(f"task {name!r}: {type(exc).__name__}: {exc}")
-    if problems:
-        hint = "" if _has_cloudpickle() else " (install cloudpickle for lambdas and closures)"
-        raise SerializationError(
-            f"{len(problems)} task(s) cannot be sent to {where}, which runs attempts in other "
-            f"processes: every task function (and the run's context) must pickle{hint}; "
-            "define tasks at module level or use a thread executor:\n  " + "\n  ".join(problems),
-            value_type="function",
-        )
-    return blobs
+    return blobs, problems
 
 
 def _by_value_if_not_importable(fn: object) -> None:
@@ -170,7 +207,7 @@ def _by_value_if_not_importable(fn: object) -> None:
     cloudpickle.register_pickle_by_value(module)
 
 
-def _has_cloudpickle() -> bool:
+def has_cloudpickle() -> bool:
     try:
         import cloudpickle  # noqa: F401
     except ImportError:  # pragma: no cover
@@ -183,7 +220,10 @@ def payload(
 ) -> bytes:
     """One attempt's picklable payload for :func:`run_attempt`."""
     try:
-        return dumps((fn_blob, kwargs, run_id, spec.name, attempt, spec.timeout_s))
+        keyed = None
+        if spec.effect in KEYED_EFFECTS:  # the child derives the same idempotency key
+            keyed = (lineage_of(run_id), tuple(key_inputs(spec, kwargs)))
+        return dumps((fn_blob, kwargs, run_id, spec.name, attempt, spec.timeout_s, keyed))
     except Exception as exc:
         raise SerializationError(
             f"task {spec.name!r}: its inputs cannot be sent to another process: {exc}; "
@@ -228,6 +268,7 @@ class _Task:
         "blocker",
         "deferred",
         "future",
+        "handle",
         "kwargs",
         "program",
         "spec",
@@ -242,6 +283,7 @@ class _Task:
         self.spec = spec
         self.token = 0  # identifies the current attempt's future and timer
         self.future: Future[Any] | None = None
+        self.handle: Any = None  # the cluster future of the attempt's result (kept values)
         self.started = 0.0
         self.submitted = 0.0
         self.blocker: Future[Any] | None = None  # an abandoned attempt a retry must outlive
@@ -250,7 +292,10 @@ class _Task:
 
 def drive(run: _Run, executor: Executor) -> None:
     """Run every planned task: programs in this thread, attempts on ``executor``."""
+    from flowplan._kept import Kept, keeps_values  # it builds on this module
+
     blobs = fn_blobs(run, executor)
+    kept = Kept(executor) if keeps_values(executor) else None  # big values stay on the cluster
     events: queue.SimpleQueue[tuple[str, int, Future[Any]]] = queue.SimpleQueue()
     timers: list[tuple[float, int, str, int, bool]] = []  # due, seq, task, token, is_timeout
     seq = itertools.count()
@@ -269,8 +314,13 @@ def drive(run: _Run, executor: Executor) -> None:
     def submit(name: str, task: _Task, attempt: int) -> Outcome | None:
         spec = task.spec
         try:
-            blob = payload(spec, blobs[name], task.kwargs, run.run_id, attempt)
-            future = executor.submit(run_attempt, blob)
+            run.durable_start(name, attempt)  # at_most_once: committed before the attempt
+            fn_blob = blobs[origin(run, name)]
+            if kept is not None:
+                future, task.handle = kept.submit(spec, fn_blob, task.kwargs, run.run_id, attempt)
+            else:
+                blob = payload(spec, fn_blob, task.kwargs, run.run_id, attempt)
+                future = executor.submit(run_attempt, blob)
         except Exception as exc:  # unpicklable inputs, or an executor shut down under us
             return Raised(exc, 0.0)
         task.token += 1
@@ -338,7 +388,7 @@ def drive(run: _Run, executor: Executor) -> None:
         task.token += 1  # the abandoned future's late result is ignored
         task.future = None
         if not abandon(executor, future):
-            if task.spec.idempotent:
+            if retry_may_overlap(task.spec):
                 forget(executor, future)
             else:
                 task.blocker = future
@@ -391,7 +441,11 @@ def drive(run: _Run, executor: Executor) -> None:
                 continue
             task_.future = None
             task_.token += 1  # its timeout timer is now stale
-            step(name, outcome_of(future))
+            outcome = outcome_of(future)
+            if kept is not None:
+                kept.landed(name, task_.handle, future, outcome)
+                task_.handle = None
+            step(name, outcome)
     except BaseException as exc:  # an interrupt in this thread, or a store that cannot write
         for task_ in tasks.values():
             if task_.future is not None:
@@ -440,7 +494,7 @@ async def acall_remote(
     if not done:
         waiter.cancel()
         if not abandon(executor, future):
-            if spec.idempotent:
+            if retry_may_overlap(spec):
                 forget(executor, future)
             else:
                 _blocked[run_id, spec.name] = future

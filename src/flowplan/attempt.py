@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextvars
 import threading
 import time
+from collections.abc import Callable
 
 import attrs
 
@@ -30,6 +31,7 @@ class AttemptContext:
         task: the task's name.
         attempt: the attempt number (1-based).
         deadline: ``time.monotonic()`` value after which the attempt is abandoned, or ``None``.
+        timeout_s: the task's timeout, or ``None``.
     """
 
     run_id: str
@@ -40,6 +42,23 @@ class AttemptContext:
     _cancel: threading.Event = attrs.field(factory=threading.Event, repr=False, alias="_cancel")
     # Attempts without a timeout share one never-set event (created per attempt it would
     # cost more than a no-op task); only timed attempts get their own, cancellable one.
+    _key: Callable[[], str] | None = attrs.field(default=None, repr=False, eq=False, alias="_key")
+    # Tasks with an ``effect``: computes the idempotency key on first use.
+
+    @property
+    def idempotency_key(self) -> str | None:
+        """A deterministic key for this task's effect, or ``None`` if it declares no effect.
+
+        For a task with ``effect=`` (``"pure"``, ``"idempotent"``, ``"at_most_once"``): 64 hex
+        characters derived from the run's lineage id (the first run of a chain of resumes),
+        the task's name and a structural fingerprint of the values the body receives. It is
+        the same in every attempt, in every process and after a resume, so an external
+        service can use it to drop duplicates.
+
+        Raises:
+            IdempotencyKeyError: an input has no stable fingerprint (the message names it).
+        """
+        return None if self._key is None else self._key()
 
     @property
     def cancelled(self) -> bool:

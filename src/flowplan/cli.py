@@ -30,6 +30,7 @@ from typing import NoReturn
 
 from flowplan._cli_runs import UsageError, find_run, open_store, read_target, record_target
 from flowplan._cli_target import Target, load_target
+from flowplan.cache import MemoryCache, ResultCache, SqliteCache
 from flowplan.errors import FlowplanError
 from flowplan.hooks import Hook
 from flowplan.interpreter import execute
@@ -38,6 +39,7 @@ from flowplan.report import (
     format_duration,
     format_table,
     format_time,
+    root_cause_lines,
     snapshot_table,
     status_counts,
     to_ascii,
@@ -85,6 +87,14 @@ def _parser() -> argparse.ArgumentParser:
     targeted = _Parser(add_help=False)
     targeted.add_argument("target", metavar="TARGET", help="FILE_OR_MODULE[:obj]")
     targeted.add_argument("--dag", help="the DAG, when TARGET is an Engine with several")
+    cached = _Parser(add_help=False)
+    cached.add_argument(
+        "--cache",
+        default=os.environ.get("FLOWPLAN_CACHE"),
+        metavar="PATH",
+        help="a SQLite result cache for cache=True / effect='pure' tasks (default: "
+        "$FLOWPLAN_CACHE, else no result cache)",
+    )
     only = _Parser(add_help=False)
     only.add_argument(
         "--only",
@@ -102,10 +112,12 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
     sub.add_parser(
-        "run", parents=[common, running, targeted, only], help="run a pipeline"
+        "run", parents=[common, running, targeted, only, cached], help="run a pipeline"
     ).set_defaults(func=_cmd_run)
     resume = sub.add_parser(
-        "resume", parents=[common, running], help="run again what did not succeed in a run"
+        "resume",
+        parents=[common, running, cached],
+        help="run again what did not succeed in a run",
     )
     resume.add_argument("run_id", metavar="RUN_ID", help="a run id, a unique prefix, or 'last'")
     resume.add_argument(
@@ -125,7 +137,7 @@ def _parser() -> argparse.ArgumentParser:
     graph.add_argument("--run", metavar="RUN_ID", help="color the tasks by this run's states")
     graph.set_defaults(func=_cmd_graph)
     explain = sub.add_parser(
-        "explain", parents=[common, targeted, only], help="what a run would do, and why"
+        "explain", parents=[common, targeted, only, cached], help="what a run would do, and why"
     )
     explain.add_argument("--run", metavar="RUN_ID", help="plan a resume of this run")
     explain.set_defaults(func=_cmd_explain)
@@ -173,7 +185,7 @@ def _execute(
     rerun: Sequence[str] = (),
     resumed_from: str | None = None,
 ) -> int:
-    planned = plan(target.graph, snapshot, targets=targets, rerun=rerun)
+    planned = plan(target.graph, snapshot, targets=targets, rerun=rerun, cache=_cache(args))
     store.create_run(planned, dag_name=target.label, targets=targets, resumed_from=resumed_from)
     record_target(args.store, planned.run_id, target.ref, args.dag)
     workers = args.max_workers if args.max_workers is not None else target.max_workers
@@ -193,6 +205,15 @@ def _execute(
         print(f"fix the cause, then: flowplan resume {info.run_id[:12]}")
         return 1
     return 0
+
+
+def _cache(args: argparse.Namespace, *, create: bool = True) -> ResultCache | None:
+    """The ``--cache`` result cache; a missing file is an empty cache (created only to run)."""
+    if args.cache is None:
+        return None
+    if not create and not os.path.exists(args.cache):
+        return MemoryCache()
+    return SqliteCache(args.cache)
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -285,6 +306,10 @@ def _cmd_show(args: argparse.Namespace) -> int:
         print(f"targets   {', '.join(info.targets)}")
     print()
     print(snapshot_table(snapshot, reused=_reused(info, snapshot)))
+    causes = root_cause_lines(snapshot)  # root causes apart from the cascades they caused
+    if causes:
+        print()
+        print("\n".join(causes))
     return 0
 
 
@@ -306,11 +331,12 @@ def _cmd_graph(args: argparse.Namespace) -> int:
 def _cmd_explain(args: argparse.Namespace) -> int:
     target = load_target(args.target, dag=args.dag)
     snapshot = _load_snapshot(args)
-    planned = plan(target.graph, snapshot, targets=args.only)
+    planned = plan(target.graph, snapshot, targets=args.only, cache=_cache(args, create=False))
     actions = [d.action for d in planned.decisions.values()]
     print(
         f"{actions.count(Action.RUN)} to run, {actions.count(Action.REUSE)} to reuse, "
         f"{actions.count(Action.NOT_NEEDED)} not needed"
+        + (f", {n} in doubt" if (n := actions.count(Action.IN_DOUBT)) else "")
         + (f" (resuming {snapshot.run_id[:12]})" if snapshot is not None else "")
     )
     for name, decision in planned.decisions.items():

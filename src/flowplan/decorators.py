@@ -126,6 +126,7 @@ def task(
     reconcile: Callable[..., object] | None = None,
     cache: bool = False,
     isolation: Isolation | None = None,
+    fan_out: TaskSpec[..., Any] | str | None = None,
 ) -> Callable[[Callable[P, R]], TaskSpec[P, R]]: ...
 
 
@@ -157,13 +158,15 @@ def task(
     reconcile: Callable[..., object] | None = None,
     cache: bool = False,
     isolation: Isolation | None = None,
+    fan_out: TaskSpec[..., Any] | str | None = None,
 ) -> TaskSpec[P, R] | Callable[[Callable[P, R]], TaskSpec[P, R]]:
     """Declare a task; dependencies arrive as keyword arguments named after them.
 
     Args:
         fn: the function, when used bare (``@task``).
         depends_on: upstream tasks (or their names); each must be a parameter of ``fn``
-            (or ``fn`` takes ``**kwargs``).
+            (or ``fn`` takes ``**kwargs``). ``optional(dep)``: when ``dep`` is skipped by a
+            ``when=`` gate (not because of a failure), the task still runs with ``None``.
         retry: retries after the first attempt.
         retry_backoff_base_ms: delay before the first retry; doubles each retry.
         retry_max_backoff_ms: cap on the delay.
@@ -188,12 +191,17 @@ def task(
             once instead of waiting for the abandoned attempt to end.
         trigger: when the task may run given how its dependencies ended:
             ``"all_succeeded"`` (default), ``"all_done"``, ``"none_failed"``,
-            ``"any_succeeded"``. Dependencies that did not succeed are received as ``None``.
+            ``"any_succeeded"``, decided once every dependency has ended; ``"all_done"`` tasks
+            still run after a fail-fast stop (cleanup). Dependencies that did not succeed are
+            received as ``None``; a "no" skips the task (docs/trigger-rules.md).
         effect: ``"pure"``, ``"idempotent"`` or ``"at_most_once"``; resume honours it.
         reconcile: for an ``at_most_once`` task left in doubt by a crash: called with the
             dependency values to decide whether the lost attempt took effect.
         cache: reuse a result from the run's result cache when the step key matches.
         isolation: ``"process"`` runs this task's attempts in a child process.
+        fan_out: a dependency (task or name) whose value is a list: one element instance
+            ``name[i]`` runs per element, receiving the element as that parameter; the
+            task's value is the list of their values, in order (see docs/fan-out.md).
 
     Returns:
         A :class:`TaskSpec` (bare use) or a decorator producing one.
@@ -255,6 +263,7 @@ def task(
             reconcile=reconcile,
             cache=cache,
             isolation=isolation,
+            fan_out=fan_out.name if isinstance(fan_out, TaskSpec) else fan_out,
         )
         (registry if registry is not None else active_registry()).register(spec)
         return spec

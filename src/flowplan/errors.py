@@ -17,9 +17,13 @@ __all__ = [
     "DefinitionError",
     "DetachedDependencyError",
     "DuplicateTaskError",
+    "FanOutError",
     "FlowplanError",
     "GraphValidationError",
+    "IdempotencyKeyError",
     "InvalidOptionError",
+    "LivenessError",
+    "MissingExtraError",
     "RetryUntilError",
     "SerializationError",
     "SignatureMismatchError",
@@ -114,6 +118,52 @@ class SignatureMismatchError(DefinitionError, TypeError):
     """A function or gate cannot receive the values the graph would pass it, or vice versa."""
 
 
+class EdgeTypeError(DefinitionError, TypeError):
+    """A producer's return annotation cannot be assigned to the parameter receiving its value.
+
+    Attributes:
+        producer: the upstream task's name.
+        consumer: the downstream task's name (also ``task``).
+        parameter: the consumer's (or gate's) parameter receiving the value.
+        produced: the producer's resolved return annotation.
+        expected: the parameter's resolved annotation.
+        gate: ``"when"`` or ``"validate"`` when the receiver is that gate, else ``None``.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        producer: str,
+        consumer: str,
+        parameter: str,
+        produced: object,
+        expected: object,
+        gate: str | None = None,
+    ) -> None:
+        super().__init__(message, task=consumer)
+        self.producer = producer
+        self.consumer = consumer
+        self.parameter = parameter
+        self.produced = produced
+        self.expected = expected
+        self.gate = gate
+
+
+class MissingExtraError(FlowplanError, ImportError):
+    """An option needs an optional dependency that is not installed.
+
+    Attributes:
+        extra: the flowplan extra providing it, e.g. ``"typecheck"``.
+        package: the missing package, e.g. ``"beartype"``.
+    """
+
+    def __init__(self, message: str, *, extra: str, package: str) -> None:
+        super().__init__(message)
+        self.extra = extra
+        self.package = package
+
+
 class GraphValidationError(FlowplanError, ExceptionGroup[DefinitionError], ValueError):
     """Every problem found while building a graph, reported together.
 
@@ -152,6 +202,24 @@ class TaskTimeoutError(FlowplanError, TimeoutError):
         self.task = task
         self.timeout_s = timeout_s
         self.attempt = attempt
+
+
+class FanOutError(FlowplanError, TypeError):
+    """A fan-out task's upstream value cannot be mapped over (not an ordered sized iterable).
+
+    Recorded as the fan-out task's failure (its record's ``error``); nothing is raised.
+
+    Attributes:
+        task: the fan-out task.
+        upstream: the dependency it maps over (``fan_out=``).
+        value_type: the type name of the value found.
+    """
+
+    def __init__(self, message: str, *, task: str, upstream: str, value_type: str) -> None:
+        super().__init__(message)
+        self.task = task
+        self.upstream = upstream
+        self.value_type = value_type
 
 
 class TaskFailedError(FlowplanError, RuntimeError):
@@ -203,3 +271,33 @@ class SerializationError(FlowplanError, ValueError):
 
 class StoreError(FlowplanError, RuntimeError):
     """A state store cannot be opened, read or written (corrupt file, newer schema, I/O)."""
+
+
+class LivenessError(FlowplanError, RuntimeError):
+    """A plan would leave a task waiting forever (a planner bug: plan() never builds one).
+
+    Attributes:
+        task: the task that could never start.
+        dependency: the dependency it would wait on.
+    """
+
+    def __init__(self, message: str, *, task: str, dependency: str) -> None:
+        super().__init__(message)
+        self.task = task
+        self.dependency = dependency
+
+
+class IdempotencyKeyError(FlowplanError, TypeError):
+    """An attempt's idempotency key cannot be derived: an input has no stable fingerprint.
+
+    Attributes:
+        task: the task whose key was asked for.
+        value_type: the qualified type name of the input that cannot be fingerprinted.
+        path: where in the inputs it is, e.g. ``order.items[2]``.
+    """
+
+    def __init__(self, message: str, *, task: str, value_type: str, path: str) -> None:
+        super().__init__(message)
+        self.task = task
+        self.value_type = value_type
+        self.path = path

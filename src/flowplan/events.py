@@ -20,6 +20,7 @@ __all__ = [
     "TaskCancelled",
     "TaskEvent",
     "TaskFailed",
+    "TaskInDoubt",
     "TaskReleased",
     "TaskRetrying",
     "TaskReused",
@@ -53,7 +54,8 @@ class RunFinished:
 
 @attrs.frozen
 class TaskReused:
-    """A task's record was carried over (succeeded earlier, journal hit, or override)."""
+    """A task's record was carried over (succeeded earlier, journal hit, or override), or an
+    in-doubt task's ``reconcile`` callback reported that its lost attempt took effect."""
 
     run_id: str
     time: float
@@ -125,6 +127,22 @@ class TaskFailed:
 
 
 @attrs.frozen
+class TaskInDoubt:
+    """An ``effect="at_most_once"`` task's attempt may or may not have taken effect.
+
+    Its outcome was lost (a crash or interruption, seen on resume) or its attempt timed out
+    and may still run; the task is not run again until ``override``, ``rerun=`` or its
+    ``reconcile`` callback settles it. ``attempt`` is the attempt in doubt.
+    """
+
+    run_id: str
+    time: float
+    task: str
+    attempt: int
+    reason: str
+
+
+@attrs.frozen
 class TaskSkipped:
     """A task will not run: its ``when=`` gate was falsy or an upstream did not succeed."""
 
@@ -162,6 +180,7 @@ TaskEvent = (
     | TaskTimedOut
     | TaskRetrying
     | TaskFailed
+    | TaskInDoubt
     | TaskSkipped
     | TaskCancelled
     | TaskReleased

@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar, overload
 import attrs
 
 from flowplan._suggest import did_you_mean
+from flowplan._typecheck import resolve_check_types
+from flowplan.cache import ResultCache
 from flowplan.errors import InvalidOptionError, TaskFailedError, UnknownTaskError
 from flowplan.executors import validate_max_workers
 from flowplan.graph import TaskGraph
@@ -29,6 +31,7 @@ from flowplan.interpreter import execute
 from flowplan.plan import plan
 from flowplan.policies import RetryBudget
 from flowplan.registry import Registry
+from flowplan.report import root_cause_lines
 from flowplan.snapshot import Snapshot, TaskRecord, TaskStatus
 from flowplan.spec import TaskSpec
 from flowplan.store._journal import JournalStore
@@ -43,7 +46,8 @@ T = TypeVar("T")
 
 
 class StepState(enum.Enum):
-    """flowing's task states, plus ``CANCELLED`` (never started because the run stopped early).
+    """flowing's task states, plus ``CANCELLED`` (never started because the run stopped early)
+    and ``IN_DOUBT`` (an ``effect="at_most_once"`` attempt whose outcome was lost).
 
     ``RETRYING`` is kept so flowing code that mentions it still runs; results are read after a
     run, when every task is terminal, so it is never reported.
@@ -56,6 +60,7 @@ class StepState(enum.Enum):
     RETRYING = "retrying"
     SKIPPED = "skipped"
     CANCELLED = "cancelled"
+    IN_DOUBT = "in_doubt"
 
 
 _STATES = {status: StepState(status.value) for status in TaskStatus}
@@ -133,6 +138,14 @@ class _Stores:
 
     def __init__(self, *stores: StateStore) -> None:
         self._stores = stores
+        # at_most_once tasks need one store that records attempt starts (the journal does not)
+        self.records_starts = any(getattr(st, "records_starts", True) for st in stores)
+
+    def flush(self) -> None:
+        for store in self._stores:
+            flush = getattr(store, "flush", None)
+            if flush is not None:
+                flush()
 
     def begin_run(self, plan: Plan) -> None:
         for store in self._stores:
@@ -166,10 +179,19 @@ class Flow:
         registry: where detached tasks are discovered (default: the active registry).
         retry_budget: a run-wide cap on retries for each run
             (:class:`~flowplan.policies.RetryBudget`).
+        process_workers: the size of the process pool each run owns for its
+            ``isolation="process"`` tasks (default: ``min(os.cpu_count(), isolated tasks)``).
+        check_types: check edges by type when the graph is built (``TaskGraph.build``'s
+            option): ``None`` checks when beartype is installed, ``True`` requires it,
+            ``False`` skips the check.
+        cache: a :class:`~flowplan.cache.ResultCache`: ``cache=True`` / ``effect="pure"``
+            tasks reuse results stored by earlier runs while their cache key is unchanged.
 
     Raises:
         InvalidOptionError: no terminals, a terminal that is not a task, a bad
-            ``max_workers``, ``store``, or hook.
+            ``max_workers``, ``store``, hook or ``check_types``.
+        MissingExtraError: ``check_types=True`` without beartype
+            (``pip install 'flowplan[typecheck]'``).
 
     >>> import structlog
     >>> from flowplan import Flow, task
@@ -201,7 +223,12 @@ class Flow:
         logger: Any = None,
         registry: Registry | None = None,
         retry_budget: RetryBudget | None = None,
+        process_workers: int | None = None,
+        check_types: bool | None = None,
+        cache: ResultCache | None = None,
     ) -> None:
+        resolve_check_types(check_types)  # a bad value or a missing extra fails here, not later
+        self._check_types = check_types
         if not terminals:
             _refuse(
                 "terminals",
@@ -238,6 +265,14 @@ class Flow:
         self.fail_fast = fail_fast
         self.journal = JournalStore(journal_path) if journal_path is not None else None
         self._store = store
+        if cache is not None and not isinstance(cache, ResultCache):
+            _refuse(
+                "cache",
+                cache,
+                "cache must implement ResultCache (strict, get, put, latest), got "
+                f"{_shown(cache)}; use flowplan.MemoryCache() or flowplan.SqliteCache(path)",
+            )
+        self._cache = cache
         self._executor = executor
         self._hooks: tuple[Hook, ...] = (StructlogHook(logger), *extra)
         self._registry = registry
@@ -249,6 +284,11 @@ class Flow:
                 "e.g. flowplan.RetryBudget(max_retries=10)",
             )
         self._retry_budget = retry_budget
+        self._process_workers = (
+            None
+            if process_workers is None
+            else validate_max_workers(process_workers, "process_workers")
+        )
         self._snapshot: Snapshot | None = None
         self._graph: TaskGraph | None = None
         # keys are names; typed wider only because plan() takes names or specs
@@ -342,7 +382,9 @@ class Flow:
 
         Each line reads ``  STATUS    name (12ms[xN])`` followed by ``[detached]``,
         ``[cached]`` (journal replay), ``[overridden]``, ``err=...`` for failures and the
-        reason with its root cause for skipped or cancelled tasks.
+        reason with its root cause for skipped or cancelled tasks. When something failed or
+        was gated, a ``root causes:`` block follows: one line per root cause, with the tasks
+        it skipped or cancelled (:func:`flowplan.report.root_cause_lines`).
         """
         lines: list[str] = []
         records = self._view.records
@@ -368,6 +410,7 @@ class Flow:
                 root = f" (root cause: {cause!r})" if cause and cause != name else ""
                 line += f" {result.state.value}: {result.reason}{root}"
             lines.append(" ".join(line.splitlines()))
+        lines.extend(root_cause_lines(self._view))  # apart from the cascades they caused
         return "\n".join(lines)
 
     def __repr__(self) -> str:
@@ -380,11 +423,15 @@ class Flow:
 
     # -- internals ------------------------------------------------------------------------
     def _build_graph(self) -> TaskGraph:
-        return TaskGraph.from_terminals(*self.terminals, registry=self._registry)
+        return TaskGraph.from_terminals(
+            *self.terminals, registry=self._registry, check_types=self._check_types
+        )
 
     def _execute(self, graph: TaskGraph, previous: Snapshot | None) -> dict[str, StepResult]:
         keys = graph.step_keys() if self.journal is not None else None
-        the_plan = plan(graph, previous, overrides=self._overrides, step_keys=keys)
+        the_plan = plan(
+            graph, previous, overrides=self._overrides, step_keys=keys, cache=self._cache
+        )
         stores = tuple(s for s in (self.journal, self._store) if s is not None)
         store = stores[0] if len(stores) == 1 else _Stores(*stores) if stores else None
         try:
@@ -396,6 +443,7 @@ class Flow:
                 hooks=self._hooks,
                 store=store,
                 retry_budget=self._retry_budget,
+                process_workers=self._process_workers,
             )
         except BaseException as exc:  # an interrupt: keep what finished, so resume() works
             partial = getattr(exc, "flowplan_snapshot", None)

@@ -3,15 +3,17 @@
 Place in the data flow: spec → **graph** → plan → interpreter → snapshot. This is the only place
 cross-task facts are checked — duplicate names, missing dependencies (with "did you mean"),
 cycles (with the cycle's path), main tasks depending on detached ones, dependencies no parameter
-receives, required parameters nothing supplies, gate signatures — and every problem is reported
-at once in a :class:`~flowplan.errors.GraphValidationError`. Order is deterministic (declaration
-order, names as tie-break) and every walk is iterative, so a 100,000-deep chain is fine.
+receives, required parameters nothing supplies, gate signatures, edge types (``_typecheck``,
+``check_types=``) — and every problem is reported at once in a
+:class:`~flowplan.errors.GraphValidationError`. Order is deterministic (declaration order,
+names as tie-break) and every walk is iterative, so a 100,000-deep chain is fine.
 """
 
 from __future__ import annotations
 
 import heapq
 import inspect
+import math
 from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 from typing import Any
@@ -19,7 +21,9 @@ from typing import Any
 import attrs
 import networkx as nx
 
+from flowplan._fanout import check_fan_out
 from flowplan._suggest import did_you_mean
+from flowplan._typecheck import edge_type_problems, resolve_check_types
 from flowplan.errors import (
     CycleError,
     DefinitionError,
@@ -42,6 +46,71 @@ def _describe(spec: TaskSpec[..., Any]) -> str:
     module = getattr(fn, "__module__", "?")
     qualname = getattr(fn, "__qualname__", repr(fn))
     return f"{module}.{qualname}"
+
+
+@attrs.frozen
+class _SignatureFacts:
+    """What the graph checks need from one signature, read once per signature per build.
+
+    Attributes:
+        keyword: the names of the parameters a keyword argument can reach.
+        var_keyword: whether the function takes ``**kwargs``.
+        required_keyword: the keyword parameters without a default.
+        required_positional_only: whether a positional-only parameter lacks a default (always a
+            problem: dependencies arrive as keywords).
+    """
+
+    keyword: frozenset[str]
+    var_keyword: bool
+    required_keyword: frozenset[str]
+    required_positional_only: bool
+
+    @classmethod
+    def read(cls, signature: inspect.Signature) -> _SignatureFacts:
+        """Collect the facts of ``signature``."""
+        params = signature.parameters.values()
+        empty = inspect.Parameter.empty
+        return cls(
+            keyword=frozenset(p.name for p in params if p.kind in _KEYWORD_KINDS),
+            var_keyword=any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params),
+            required_keyword=frozenset(
+                p.name for p in params if p.kind in _KEYWORD_KINDS and p.default is empty
+            ),
+            required_positional_only=any(
+                p.kind is inspect.Parameter.POSITIONAL_ONLY and p.default is empty for p in params
+            ),
+        )
+
+
+def _injected_if_valid(
+    spec: TaskSpec[..., Any], facts: _SignatureFacts, dep_names: tuple[str, ...]
+) -> tuple[str, ...] | None:
+    """The injected deps of ``spec`` (``dep_names``) when its function can receive them, else
+    ``None``.
+
+    The common case, decided from the signature's facts without building any message;
+    ``None`` sends the spec to :func:`_check_function`, which reports each problem.
+    """
+    if facts.required_positional_only:
+        return None
+    keyword = facts.keyword
+    var_keyword = facts.var_keyword
+    supplied: set[str] = set()
+    for special in (spec.upstream_param, spec.context_param):
+        if special is not None:
+            if not var_keyword and special not in keyword:
+                return None
+            supplied.add(special)
+    if spec.upstream_param is not None:
+        injected: tuple[str, ...] = ()
+    else:
+        injected = dep_names
+        if not var_keyword and not keyword.issuperset(injected):
+            return None
+        supplied.update(injected)
+    if not facts.required_keyword.issubset(supplied):
+        return None
+    return injected
 
 
 def _check_function(spec: TaskSpec[..., Any], problems: list[DefinitionError]) -> tuple[str, ...]:
@@ -188,11 +257,21 @@ class TaskGraph:
     _cache: dict[str, Any] = attrs.field(factory=dict, init=False, repr=False, alias="_cache")
 
     @classmethod
-    def build(cls, specs: Iterable[object]) -> TaskGraph:
+    def build(cls, specs: Iterable[object], *, check_types: bool | None = None) -> TaskGraph:
         """Validate ``specs`` and build the graph.
 
+        Args:
+            specs: the task specs.
+            check_types: check each edge's producer return annotation against the receiving
+                parameter's (``docs/typed-edges.md``): ``None`` (default) checks when the
+                optional ``beartype`` package is installed and skips silently otherwise,
+                ``True`` requires it, ``False`` skips the check for this graph.
+
         Raises:
-            GraphValidationError: every problem found, together (a ``ValueError``).
+            GraphValidationError: every problem found, together (a ``ValueError``); type
+                mismatches are :class:`~flowplan.errors.EdgeTypeError` entries.
+            MissingExtraError: ``check_types=True`` without beartype
+                (``pip install 'flowplan[typecheck]'``).
         """
         problems: list[DefinitionError] = []
         by_name: dict[str, TaskSpec[..., Any]] = {}
@@ -224,51 +303,90 @@ class TaskGraph:
         preds: dict[str, tuple[str, ...]] = {}
         succs: dict[str, list[str]] = {name: [] for name in by_name}
         inputs: dict[str, tuple[str, ...]] = {}
+        detached: list[str] = []
+        # Generated graphs share a few functions among thousands of specs: read each
+        # signature's facts once (keyed by identity, the signature kept alive alongside).
+        facts_of: dict[int, tuple[inspect.Signature, _SignatureFacts]] = {}
+        # Specs usually come in declaration order, each after its dependencies; then that order
+        # is the topological order the heap would produce, and successor lists come sorted.
+        in_order = True
+        last_seq: float = -math.inf
         for name, spec in by_name.items():
-            known: dict[str, None] = {}  # ordered set: O(1) per edge, even at huge fan-in
-            for dep in spec.deps:
-                upstream = by_name.get(dep.name)
+            spec_detached = spec.detached
+            if spec_detached:
+                detached.append(name)
+            if in_order:
+                if spec.seq <= last_seq:
+                    in_order = False
+                last_seq = spec.seq
+            dep_names = tuple([dep.name for dep in spec.deps])
+            all_known = True
+            for dep_name in dep_names:
+                upstream = by_name.get(dep_name)
                 if upstream is None:
-                    hint, best = did_you_mean(dep.name, by_name)
+                    all_known = False
+                    hint, best = did_you_mean(dep_name, by_name)
                     problems.append(
                         UnknownTaskError(
-                            f"task {name!r} depends on {dep.name!r}, which is not a task in this "
+                            f"task {name!r} depends on {dep_name!r}, which is not a task in this "
                             f"graph; {hint}",
-                            name=dep.name,
+                            name=dep_name,
                             known=sorted(by_name),
                             suggestion=best,
                             task=name,
                         )
                     )
                     continue
-                if upstream.detached and not spec.detached:
+                if upstream.detached and not spec_detached:
                     problems.append(
                         DetachedDependencyError(
-                            f"main task {name!r} depends on detached task {dep.name!r}, which "
+                            f"main task {name!r} depends on detached task {dep_name!r}, which "
                             "runs only after the main DAG; make "
-                            f"{name!r} detached too or {dep.name!r} not detached",
+                            f"{name!r} detached too or {dep_name!r} not detached",
                             task=name,
                         )
                     )
-                if dep.name not in known:
-                    known[dep.name] = None
-                    succs[dep.name].append(name)
-            preds[name] = tuple(known)
-            inputs[name] = _check_function(spec, problems)
+                if in_order and dep_name not in preds:  # not seen yet (or itself)
+                    in_order = False
+            if all_known and (len(dep_names) < 2 or len(set(dep_names)) == len(dep_names)):
+                upstream_names = dep_names
+            else:  # ordered set, without the unknown names: O(1) per edge at huge fan-in
+                upstream_names = tuple(dict.fromkeys(n for n in dep_names if n in by_name))
+            preds[name] = upstream_names
+            for dep_name in upstream_names:
+                succs[dep_name].append(name)
+            signature = spec.signature
+            cached = facts_of.get(id(signature))
+            if cached is None:
+                cached = facts_of[id(signature)] = (signature, _SignatureFacts.read(signature))
+            injected = _injected_if_valid(spec, cached[1], dep_names)
+            inputs[name] = _check_function(spec, problems) if injected is None else injected
             _check_gates(spec, problems)
-        order = cls._toposort(by_name, preds, succs, problems)
+            if spec.fan_out is not None:
+                check_fan_out(spec, inputs[name], by_name, problems)
+        # In order, no cycle is possible: every dependency came before its dependent.
+        order = tuple(by_name) if in_order else cls._toposort(by_name, preds, succs, problems)
+        if resolve_check_types(check_types):  # typed edges: a producer's return → its receiver
+            problems.extend(edge_type_problems(by_name))
         if problems:
             raise GraphValidationError("invalid task graph", problems)
-        position = {name: i for i, name in enumerate(order)}
+        if in_order:
+            specs_in_order = by_name
+            successors = {n: tuple(s) for n, s in succs.items()}
+        else:  # graph order, whatever order the specs came in
+            position = {name: i for i, name in enumerate(order)}
+            specs_in_order = {name: by_name[name] for name in order}
+            successors = {
+                n: tuple(sorted(s, key=position.__getitem__)) if len(s) > 1 else tuple(s)
+                for n, s in succs.items()
+            }
         return cls(
-            specs=MappingProxyType({name: by_name[name] for name in order}),
+            specs=MappingProxyType(specs_in_order),
             order=order,
             predecessors=MappingProxyType(preds),
-            successors=MappingProxyType(  # graph order, whatever order the specs came in
-                {n: tuple(sorted(s, key=position.__getitem__)) for n, s in succs.items()}
-            ),
+            successors=MappingProxyType(successors),
             inputs=MappingProxyType(inputs),
-            detached=frozenset(n for n, s in by_name.items() if s.detached),
+            detached=frozenset(detached),
         )
 
     @staticmethod
@@ -304,14 +422,18 @@ class TaskGraph:
 
     @classmethod
     def from_terminals(
-        cls, *terminals: TaskSpec[..., Any], registry: Registry | None = None
+        cls,
+        *terminals: TaskSpec[..., Any],
+        registry: Registry | None = None,
+        check_types: bool | None = None,
     ) -> TaskGraph:
         """Collect ``terminals`` and their upstream tasks, plus detached tasks from ``registry``.
 
         As in flowing, a detached task in the registry joins when every dependency it has is
         already collected (repeated to a fixed point, so detached chains join). Tasks are matched
         by identity, never by name, so stale definitions that reuse a name stay out.
-        ``registry`` defaults to the active registry (the one ``@task`` registers into).
+        ``registry`` defaults to the active registry (the one ``@task`` registers into);
+        ``check_types`` is :meth:`build`'s.
         """
         collected: dict[int, TaskSpec[..., Any]] = {}
         stack = list(terminals)
@@ -338,7 +460,7 @@ class TaskGraph:
                     names.add(spec.name)
                     changed = True
         ordered: list[TaskSpec[..., Any]] = sorted(collected.values(), key=lambda s: s.seq)
-        return cls.build(ordered)
+        return cls.build(ordered, check_types=check_types)
 
     def __len__(self) -> int:
         return len(self.order)
@@ -397,7 +519,8 @@ class TaskGraph:
 
     def plain_tasks(self) -> frozenset[str]:
         """The tasks the interpreter may run on its fast path, computed once: sync bodies with
-        no gate (``when``, ``validate``, ``retry_until``), one attempt and no timeout."""
+        no gate (``when``, ``validate``, ``retry_until``), one attempt, no timeout, no
+        process isolation and no ``effect``."""
         plain: frozenset[str] | None = self._cache.get("plain")
         if plain is None:
             plain = frozenset(
@@ -409,9 +532,34 @@ class TaskGraph:
                 and spec.timeout_s is None
                 and not spec.is_async
                 and spec.retry.max_attempts == 1
+                and spec.isolation != "process"  # its attempts go to a child process
+                and spec.effect is None  # keyed attempts, durable starts, in-doubt checks
             )
             self._cache["plain"] = plain
         return plain
+
+    def triggered_tasks(self) -> frozenset[str]:
+        """The tasks with a non-default ``trigger`` or an ``optional`` dependency, computed
+        once: the only ones the interpreter evaluates a trigger rule for (see ``_triggers``)."""
+        triggered: frozenset[str] | None = self._cache.get("triggered")
+        if triggered is None:
+            triggered = frozenset(
+                name
+                for name, spec in self.specs.items()
+                if spec.trigger != "all_succeeded" or any(dep.optional for dep in spec.deps)
+            )
+            self._cache["triggered"] = triggered
+        return triggered
+
+    def fan_out_tasks(self) -> Mapping[str, str]:
+        """Each fan-out task → the dependency it maps over (``fan_out=``), computed once."""
+        fan_out: Mapping[str, str] | None = self._cache.get("fan_out")
+        if fan_out is None:
+            fan_out = MappingProxyType(
+                {n: s.fan_out for n, s in self.specs.items() if s.fan_out is not None}
+            )
+            self._cache["fan_out"] = fan_out
+        return fan_out
 
     def step_keys(self) -> Mapping[str, str]:
         """Each task's step key (code, dependency keys, ``version=``), computed once."""

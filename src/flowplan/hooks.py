@@ -22,6 +22,7 @@ from flowplan.events import (
     RunStarted,
     TaskCancelled,
     TaskFailed,
+    TaskInDoubt,
     TaskReleased,
     TaskRetrying,
     TaskReused,
@@ -161,6 +162,15 @@ def _task_failed(event: Any) -> dict[str, Any]:
     }
 
 
+def _task_in_doubt(event: Any) -> dict[str, Any]:
+    return {
+        "run_id": event.run_id,
+        "task": event.task,
+        "attempt": event.attempt,
+        "reason": event.reason,
+    }
+
+
 def _task_stopped(event: Any) -> dict[str, Any]:  # skipped or cancelled
     return {
         "run_id": event.run_id,
@@ -185,6 +195,7 @@ _RENDER: dict[type, _Render] = {
     TaskTimedOut: ("task_timed_out", True, _task_timed_out),
     TaskRetrying: ("task_retrying", True, _task_retrying),
     TaskFailed: ("task_failed", True, _task_failed),
+    TaskInDoubt: ("task_in_doubt", True, _task_in_doubt),
     TaskSkipped: ("task_skipped", False, _task_stopped),
     TaskCancelled: ("task_cancelled", False, _task_stopped),
     TaskReleased: ("task_released", False, _task_released),

@@ -19,6 +19,8 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
+from flowplan._fanout import origin
+from flowplan._isolation import isolate
 from flowplan._machine import _Done, _Run
 from flowplan._program import (
     Call,
@@ -59,9 +61,16 @@ def _job(run: _Run, name: str, emit: Callable[[TaskEvent], None]) -> None:
             return
         program, kwargs = run.program(name)
         spec = run.graph.specs[name]
+        isolated = run.isolated
+        attempt = isolated.call if isolated is not None and isolated.covers(name) else call
+
+        def answer(request: Call) -> Outcome:
+            run.durable_start(name, request.attempt)  # at_most_once: committed before the body
+            return attempt(spec, kwargs, run.run_id, request.attempt)
+
         run_program(
             program,
-            answer=lambda request: call(spec, kwargs, run.run_id, request.attempt),
+            answer=answer,
             sleep=time.sleep,
             emit=emit,
         )
@@ -222,6 +231,7 @@ def execute(
     context: object = None,
     clock: Callable[[], float] = time.time,
     retry_budget: RetryBudget | None = None,
+    process_workers: int | None = None,
 ) -> Snapshot:
     """Run ``plan`` on a ``concurrent.futures`` executor and return the new snapshot.
 
@@ -240,9 +250,18 @@ def execute(
         clock: wall-clock source for event times.
         retry_budget: a run-wide cap on retries (:class:`~flowplan.policies.RetryBudget`);
             once spent, a failing attempt fails for good with a reason naming the budget.
+        process_workers: the size of the process pool the run owns for its
+            ``isolation="process"`` tasks, created on their first attempt and shut down when
+            the run ends (default: ``min(os.cpu_count(), isolated tasks planned)``; unused
+            with a remote executor, which isolates every attempt already).
 
     Returns:
         The :class:`~flowplan.snapshot.Snapshot` with every planned task terminal.
+
+    Raises:
+        SerializationError: before anything runs, naming each task that must be sent to
+            another process (every task on a remote executor, isolated tasks otherwise) and
+            cannot be pickled.
 
     >>> from flowplan import task, TaskGraph, plan as make_plan, InlineExecutor, Registry
     >>> reg = Registry()
@@ -264,6 +283,7 @@ def execute(
         clock=clock,
         retry_budget=retry_budget,
     )
+    run.isolated = isolated = isolate(run, executor, process_workers)  # before anything runs
     owned = executor is None
     if executor is not None and is_remote(executor):  # attempts ship; programs stay here
         drive(run, executor)
@@ -275,6 +295,8 @@ def execute(
         finally:
             if owned:
                 pool.shutdown(wait=False)
+            if isolated is not None:
+                isolated.close(run.fatal)
         return run.finish()
     events: queue.SimpleQueue[TaskEvent | _Done] = queue.SimpleQueue()
     emit = events.put
@@ -301,6 +323,8 @@ def execute(
     finally:
         if owned:
             pool.shutdown(wait=False)
+        if isolated is not None:  # kills isolated attempts an interrupted run left running
+            isolated.close(run.fatal)
     return run.finish()
 
 
@@ -315,13 +339,15 @@ async def aexecute(
     context: object = None,
     clock: Callable[[], float] = time.time,
     retry_budget: RetryBudget | None = None,
+    process_workers: int | None = None,
 ) -> Snapshot:
     """Run ``plan`` on the running asyncio loop and return the new snapshot.
 
     ``async def`` tasks are awaited on the loop (timeouts cancel them); sync tasks run on
     ``executor`` (default: the loop's default executor). ``max_workers`` caps how many tasks
     run at once (default: unlimited). ``retry_budget`` caps retries run-wide, as in
-    :func:`execute`.
+    :func:`execute`. ``isolation="process"`` tasks (``async def`` ones too) run their attempts
+    in a process pool of ``process_workers`` the run owns, as in :func:`execute`.
     """
     if max_workers is not None:
         validate_max_workers(max_workers)
@@ -337,6 +363,7 @@ async def aexecute(
     loop = asyncio.get_running_loop()
     remote = executor is not None and is_remote(executor)
     blobs = fn_blobs(run, executor) if remote else {}  # unpicklable tasks fail before any runs
+    isolated = isolate(run, executor, process_workers)
     limit = asyncio.Semaphore(max_workers) if max_workers is not None else None
     finished = asyncio.Event()
     tasks: set[asyncio.Task[None]] = set()
@@ -372,7 +399,10 @@ async def aexecute(
             while True:
                 outcome: Outcome | None = None
                 if isinstance(request, Call):
-                    if remote and not spec.is_async:
+                    run.durable_start(name, request.attempt)  # at_most_once: before the body
+                    if isolated is not None and isolated.covers(name):
+                        outcome = await isolated.acall(spec, kwargs, run.run_id, request.attempt)
+                    elif remote and (not spec.is_async or spec.isolation == "process"):
                         assert executor is not None
                         outcome = await acall_remote(
                             spec,
@@ -380,7 +410,7 @@ async def aexecute(
                             run.run_id,
                             request.attempt,
                             executor=executor,
-                            fn_blob=blobs[name],
+                            fn_blob=blobs[origin(run, name)],
                         )
                     else:
                         outcome = await acall(spec, kwargs, run.run_id, request.attempt, run_sync)
@@ -426,6 +456,8 @@ async def aexecute(
         if stopped:  # nothing may keep running for a run that has ended
             for job_task in tasks:
                 job_task.cancel()
+        if isolated is not None:
+            isolated.close(stopped[0] if stopped else run.fatal, wait=False)
     if stopped:
         run.abort(stopped[0])
     return run.finish()

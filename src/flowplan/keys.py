@@ -20,8 +20,17 @@ import inspect
 import re
 import types
 from collections.abc import Callable, Mapping
+from types import MappingProxyType
 
-__all__ = ["code_fingerprint", "step_key"]
+import attrs
+
+__all__ = [
+    "CacheKey",
+    "code_fingerprint",
+    "code_parts",
+    "step_key",
+    "value_fingerprint",
+]
 
 _FORMAT = b"flowplan.keys/1"
 _SCALARS = (int, str, float, bytes, bool, type(None))
@@ -270,3 +279,109 @@ def step_key(
     if version is not None:
         return _digest(_seq(b"S", [_str("version"), _str(version), deps]))
     return _digest(_seq(b"S", [_str("code"), _str(code_fingerprint(fn)), deps]))
+
+
+# -- keys with named parts (result cache) ------------------------------------------------------
+_HELPER_TYPES = (types.FunctionType, types.MethodType, functools.partial)
+
+
+def _plain_function(fn: object) -> types.FunctionType | None:
+    """The plain function behind ``fn`` (unwrapping decorators and methods), if there is one."""
+    if callable(fn) and hasattr(fn, "__wrapped__"):
+        try:
+            fn = inspect.unwrap(fn)
+        except ValueError:  # a __wrapped__ cycle
+            return None
+    if isinstance(fn, types.MethodType):
+        fn = fn.__func__
+    return fn if isinstance(fn, types.FunctionType) else None
+
+
+def code_parts(fn: Callable[..., object], *, version: str | None = None) -> dict[str, str]:
+    """Split a task body's fingerprint into named parts, so a change can be explained.
+
+    Parts: ``"code"`` (bytecode, constants, closure, module constants read — not defaults,
+    which are inputs, and not helper functions) and ``"helper:NAME"`` for each module-level
+    function (or partial, or method) the body references, fingerprinted with everything it
+    calls in turn. An explicit ``version`` replaces them all with one ``"version"`` part.
+
+    Args:
+        fn: The task's callable.
+        version: The task's explicit ``version=``, if any.
+
+    Returns:
+        Part name → hex digest.
+    """
+    if version is not None:
+        return {"version": _digest(_str(version))}
+    plain = _plain_function(fn)
+    if plain is None:  # partials, classes, callable objects: one opaque part
+        return {"code": code_fingerprint(fn)}
+    ctx = _Ctx()
+    ctx.stack.append(plain)
+    helpers: dict[str, str] = {}
+    refs: list[bytes] = []
+    for name in sorted(_global_names(plain.__code__, set())):
+        value = plain.__globals__.get(name, _MISSING)
+        if value is plain:
+            refs.append(_seq(b"g", [_str(name), _frame(b"R", b"self")]))
+        elif isinstance(value, _HELPER_TYPES) or (
+            callable(value) and hasattr(value, "__wrapped__")
+        ):
+            helpers[f"helper:{name}"] = code_fingerprint(value)
+            refs.append(_seq(b"g", [_str(name), _frame(b"H", b"")]))
+        elif value is not _MISSING:
+            encoded = _encode_global(name, plain, ctx)
+            if encoded is not None:
+                refs.append(encoded)
+    cells: list[bytes] = []
+    for cell in plain.__closure__ or ():
+        try:
+            cells.append(_encode(cell.cell_contents, ctx))
+        except ValueError:  # empty cell
+            cells.append(_frame(b"Z", b""))
+    body = [_encode_code(plain.__code__, ctx), _seq(b"Z", cells), _seq(b"G", refs)]
+    return {"code": _digest(_seq(b"Q", body)), **helpers}
+
+
+_MISSING = object()
+
+
+def value_fingerprint(value: object) -> str:
+    """Fingerprint a value by its canonical JSON encoding (the store's JSON serializer).
+
+    Args:
+        value: Any value the JSON serializer supports (plain data, tuples, sets, bytes,
+            datetimes, ...); sets are ordered canonically, dicts keep insertion order.
+
+    Returns:
+        A hex sha256 digest, identical across processes for equal encodings.
+
+    Raises:
+        SerializationError: the value cannot be encoded, so it has no stable fingerprint.
+    """
+    from flowplan.store._serializers import JsonSerializer
+
+    return _digest(_frame(b"V", JsonSerializer().dumps(value)))
+
+
+def _frozen_parts(parts: Mapping[str, str]) -> Mapping[str, str]:
+    return MappingProxyType(dict(sorted(parts.items())))
+
+
+@attrs.frozen
+class CacheKey:
+    """A result-cache key: a digest over named parts, kept so changes can be explained.
+
+    Attributes:
+        parts: part name → digest. Names are ``"code"``, ``"helper:NAME"``, ``"version"``,
+            ``"gate:NAME"``, ``"input:PARAM"`` and ``"upstream:TASK"``.
+        digest: hex sha256 over the sorted parts.
+    """
+
+    parts: Mapping[str, str] = attrs.field(converter=_frozen_parts, hash=False)
+    digest: str = attrs.field(init=False)
+
+    @digest.default
+    def _digest_default(self) -> str:
+        return _digest(_seq(b"K", [_str(k) + _str(v) for k, v in self.parts.items()]))

@@ -11,24 +11,37 @@ import enum
 import uuid
 from collections.abc import Iterable, Mapping
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from flowplan._effects import in_doubt_reason
+from flowplan._fanout import prior_elements
+from flowplan._liveness import check_liveness
 from flowplan.errors import UnknownTaskError
 from flowplan.graph import TaskGraph
 from flowplan.snapshot import Snapshot, TaskRecord, TaskStatus
 from flowplan.spec import TaskSpec
 
+if TYPE_CHECKING:
+    from flowplan._cache_plan import CachePlan
+    from flowplan.cache import ResultCache
+
 __all__ = ["Action", "Decision", "Plan", "plan"]
 
 
 class Action(enum.Enum):
-    """What the interpreter will do with a task."""
+    """What the interpreter will do with a task.
+
+    ``IN_DOUBT``: an ``effect="at_most_once"`` task whose earlier attempt started with no
+    recorded outcome. It is scheduled (in ``to_run``) but not run: the run calls its
+    ``reconcile`` callback if it has one (which may let it run), else records it IN_DOUBT.
+    """
 
     RUN = "run"
     REUSE = "reuse"
     NOT_NEEDED = "not_needed"
+    IN_DOUBT = "in_doubt"
 
 
 @attrs.frozen
@@ -61,8 +74,15 @@ class Plan:
         run_id: the id the run will carry.
         decisions: name → :class:`Decision`, in topological order.
         reused: name → the record carried into the run (succeeded earlier or overridden).
-        to_run: the names that will run, in topological order.
+        to_run: the names the run schedules (RUN and IN_DOUBT), in topological order.
         step_keys: name → step key when keys are in use (journal, cache), else empty.
+        in_doubt: name → the earlier record of each IN_DOUBT task.
+        lineage_id: the id of the first run of this chain of resumes (``run_id`` for a fresh
+            run); idempotency keys derive from it.
+        elements: element name (``process[2]``) → the earlier record a resumed fan-out task
+            reuses instead of running that element again (see ``fan_out=``).
+        cache_plan: the result cache and the keys computed at plan time, when planned with
+            ``cache=`` (see :mod:`flowplan.cache`), else ``None``.
     """
 
     graph: TaskGraph
@@ -71,6 +91,10 @@ class Plan:
     reused: Mapping[str, TaskRecord] = attrs.field(repr=False)
     to_run: tuple[str, ...]
     step_keys: Mapping[str, str] = attrs.field(factory=dict, repr=False)
+    in_doubt: Mapping[str, TaskRecord] = attrs.field(factory=dict, repr=False)
+    lineage_id: str = attrs.field(default="", repr=False)
+    elements: Mapping[str, TaskRecord] = attrs.field(factory=dict, repr=False)
+    cache_plan: CachePlan | None = attrs.field(default=None, repr=False)
 
     def explain(self, task: str | TaskSpec[..., Any] | None = None) -> str:
         """Say, in plain words, what will happen to each task (or to one task) and why.
@@ -138,6 +162,7 @@ def plan(
     overrides: Mapping[Any, object] | None = None,
     step_keys: Mapping[str, str] | None = None,
     run_id: str | None = None,
+    cache: ResultCache | None = None,
 ) -> Plan:
     """Plan a run of ``graph``, reusing what ``snapshot`` says succeeded.
 
@@ -151,12 +176,22 @@ def plan(
         step_keys: name → current step key; a record made under another key is stale
             and runs again (journal and cache reuse).
         run_id: the run's id (default: a fresh random id).
+        cache: a :class:`~flowplan.cache.ResultCache`: cache-eligible tasks (``cache=True`` or
+            ``effect="pure"``) whose inputs are known now are looked up (a hit is reused, a
+            miss says which key part changed); the others when their inputs are known. The
+            run writes eligible tasks' results back.
+
+    An ``effect="at_most_once"`` task whose earlier record shows a started attempt with no
+    outcome (RUNNING, FAILED as crashed/interrupted/timed out, or IN_DOUBT) is planned
+    ``IN_DOUBT`` unless it is overridden or in ``rerun``.
 
     Returns:
         The :class:`Plan`.
 
     Raises:
         UnknownTaskError: a target, rerun or override names no task ("did you mean ...").
+        UnfingerprintableInputError: with a strict cache, an input known at plan time has no
+            stable fingerprint.
     """
     target_names = None if targets is None else [_name(t) for t in targets]
     rerun_names = [_name(t) for t in rerun]
@@ -171,6 +206,7 @@ def plan(
 
     decisions: dict[str, Decision] = {}
     reused: dict[str, TaskRecord] = {}
+    in_doubt: dict[str, TaskRecord] = {}
     for name in graph.order:
         if needed is not None and name not in needed:
             decisions[name] = Decision(name, Action.NOT_NEEDED, "not upstream of any target")
@@ -199,14 +235,26 @@ def plan(
                 source = "journal" if record.cached else "an earlier run"
                 reused[name] = record
                 decisions[name] = Decision(name, Action.REUSE, f"succeeded in {source}")
+        elif (doubt := in_doubt_reason(graph.specs[name], record)) is not None:
+            assert record is not None
+            in_doubt[name] = record
+            decisions[name] = Decision(name, Action.IN_DOUBT, doubt)
         else:
             decisions[name] = Decision(name, Action.RUN, _previous_reason(record))
+
+    cache_plan = None
+    if cache is not None:
+        cache_plan = _apply_cache(graph, cache, decisions, reused, rerun=rerun_closure, keys=keys)
 
     # A released value (retain_result=False) cannot feed a task that runs: recompute it.
     for name in reversed(graph.order):
         decision = decisions[name]
         if decision.action is Action.REUSE and reused[name].released:
-            consumers = [s for s in graph.successors[name] if decisions[s].action is Action.RUN]
+            consumers = [
+                s
+                for s in graph.successors[name]
+                if decisions[s].action in (Action.RUN, Action.IN_DOUBT)
+            ]
             if consumers:
                 del reused[name]
                 decisions[name] = Decision(
@@ -215,12 +263,61 @@ def plan(
                     f"its value was released (retain_result=False) and {consumers[0]!r} needs it",
                 )
 
-    to_run = tuple(n for n in graph.order if decisions[n].action is Action.RUN)
+    scheduled = (Action.RUN, Action.IN_DOUBT)  # an in-doubt task is settled in the run
+    to_run = tuple(n for n in graph.order if decisions[n].action in scheduled)
+    check_liveness(graph, to_run, reused)  # no task can wait forever (raises on a bug)
+    new_id = run_id if run_id is not None else uuid.uuid4().hex
+    elements = prior_elements(graph, records, reused, to_run, keys, rerun=rerun_closure)
+    if elements:
+        _note_elements(decisions, elements)
     return Plan(
         graph=graph,
-        run_id=run_id if run_id is not None else uuid.uuid4().hex,
+        run_id=new_id,
         decisions=MappingProxyType(decisions),
         reused=MappingProxyType(reused),
         to_run=to_run,
         step_keys=MappingProxyType(dict(keys)),
+        elements=MappingProxyType(elements),
+        cache_plan=cache_plan,
+        in_doubt=MappingProxyType(in_doubt),
+        lineage_id=snapshot.lineage if snapshot is not None else new_id,
     )
+
+
+def _apply_cache(
+    graph: TaskGraph,
+    cache: ResultCache,
+    decisions: dict[str, Decision],
+    reused: dict[str, TaskRecord],
+    *,
+    rerun: set[str],
+    keys: Mapping[str, str],
+) -> CachePlan:
+    """Look cache-eligible tasks up (see :func:`flowplan._cache_plan.plan_cache`): a hit turns
+    a *run* decision into *reuse*; a miss or a later lookup is added to the run's reason."""
+    from flowplan._cache_plan import plan_cache  # lazily: cache → store → plan is a cycle
+
+    to_run = [n for n, d in decisions.items() if d.action is Action.RUN]
+    cache_plan, hits, reasons = plan_cache(
+        graph, cache, run=to_run, reused=reused, rerun=rerun, step_keys=keys
+    )
+    for name, record in hits.items():
+        reused[name] = record
+        decisions[name] = Decision(name, Action.REUSE, record.reason or "cache hit")
+    for name, why in reasons.items():
+        decisions[name] = Decision(name, Action.RUN, f"{decisions[name].reason}; {why}")
+    return cache_plan
+
+
+def _note_elements(decisions: dict[str, Decision], elements: Mapping[str, TaskRecord]) -> None:
+    """Say in a fan-out task's reason how many of its elements are reused."""
+    counts: dict[str, int] = {}
+    for name in elements:
+        parent = name.rpartition("[")[0]
+        counts[parent] = counts.get(parent, 0) + 1
+    for parent, count in counts.items():
+        decision = decisions[parent]
+        decisions[parent] = attrs.evolve(
+            decision,
+            reason=f"{decision.reason}; {count} element(s) that succeeded earlier are reused",
+        )

@@ -35,6 +35,7 @@ from flowplan.events import (
     RunStarted,
     TaskCancelled,
     TaskFailed,
+    TaskInDoubt,
     TaskRetrying,
     TaskReused,
     TaskSkipped,
@@ -45,7 +46,7 @@ from flowplan.report import format_duration
 
 __all__ = ["ProgressHook", "rich_available"]
 
-_ORDER = ("succeeded", "reused", "failed", "skipped", "cancelled")
+_ORDER = ("succeeded", "reused", "failed", "in_doubt", "skipped", "cancelled")
 
 
 def rich_available() -> bool:
@@ -159,11 +160,14 @@ class ProgressHook:
                 return None
             self._outcomes[event.task] = "reused"
             return f"[{self.done}/{self._total}] reused {event.task}"
-        if isinstance(event, TaskSucceeded | TaskFailed | TaskSkipped | TaskCancelled):
+        if isinstance(
+            event, TaskSucceeded | TaskFailed | TaskSkipped | TaskCancelled | TaskInDoubt
+        ):
             self._running.pop(event.task, None)
             word = {
                 TaskSucceeded: "succeeded",
                 TaskFailed: "failed",
+                TaskInDoubt: "in_doubt",
                 TaskSkipped: "skipped",
                 TaskCancelled: "cancelled",
             }[type(event)]

@@ -20,6 +20,7 @@ __all__ = [
     "format_duration",
     "format_table",
     "format_time",
+    "root_cause_lines",
     "snapshot_table",
     "status_counts",
     "to_ascii",
@@ -35,6 +36,7 @@ _COLORS: Mapping[str, tuple[str, str]] = {
     "failed": ("#f8d7da", "#dc3545"),
     "skipped": ("#e2e3e5", "#6c757d"),
     "cancelled": ("#fff3cd", "#d39e00"),
+    "in_doubt": ("#ffe5d0", "#fd7e14"),
     "running": ("#cce5ff", "#007bff"),
     "pending": ("#ffffff", "#999999"),
     "run": ("#cce5ff", "#007bff"),
@@ -70,6 +72,18 @@ def _parts(
     return nodes, edges, styles
 
 
+def _root_names(snapshot: Snapshot | None) -> frozenset[str]:
+    """The root causes among ``snapshot``'s tasks: failed, gated by their own ``when=``, or
+    named as another task's root cause."""
+    if snapshot is None:
+        return frozenset()
+    return frozenset(
+        name
+        for name, record in snapshot.records.items()
+        if record.status is TaskStatus.FAILED or record.root_cause == name
+    ) | frozenset(snapshot.root_causes())
+
+
 def _mermaid_label(name: str) -> str:
     out = []
     for ch in name:
@@ -92,7 +106,9 @@ def to_mermaid(source: Source, *, snapshot: Snapshot | None = None, direction: s
         direction: ``"LR"`` (left to right) or ``"TD"`` (top down).
 
     Edges into a detached task are dotted. Node ids are ``n0``, ``n1`` …; names are labels,
-    escaped with mermaid's ``#code;`` entities, so quotes and brackets are safe.
+    escaped with mermaid's ``#code;`` entities, so quotes and brackets are safe. With a
+    snapshot, root causes (failed or gated tasks, see :func:`root_cause_lines`) also get the
+    ``rootcause`` class: a thick border, apart from the tasks they skipped.
 
     >>> from flowplan.spec import Dependency, TaskSpec
     >>> a = TaskSpec("extract", lambda: 1)
@@ -115,6 +131,10 @@ def to_mermaid(source: Source, *, snapshot: Snapshot | None = None, direction: s
     for style in used:
         members = ",".join(ids[n] for n in nodes if styles.get(n) == style)
         lines.append(f"    class {members} {style}")
+    roots = _root_names(source if isinstance(source, Snapshot) else snapshot)
+    if roots:  # a thick border, over the status colours: root causes apart from cascades
+        lines.append("    classDef rootcause stroke-width:4px")
+        lines.append(f"    class {','.join(ids[n] for n in nodes if n in roots)} rootcause")
     return "\n".join(lines)
 
 
@@ -128,7 +148,8 @@ def to_dot(source: Source, *, snapshot: Snapshot | None = None, name: str = "flo
 
     Args:
         source: a graph, a plan or a snapshot, as for :func:`to_mermaid`.
-        snapshot: fill a graph's or plan's nodes by the task statuses in this snapshot.
+        snapshot: fill a graph's or plan's nodes by the task statuses in this snapshot; root
+            causes (see :func:`root_cause_lines`) get a thick border.
         name: the digraph's name.
 
     >>> from flowplan.spec import TaskSpec
@@ -140,6 +161,7 @@ def to_dot(source: Source, *, snapshot: Snapshot | None = None, name: str = "flo
     }
     """
     nodes, edges, styles = _parts(source, snapshot)
+    roots = _root_names(source if isinstance(source, Snapshot) else snapshot)
     lines = [
         f"digraph {_dot_quote(name)} {{",
         "    rankdir=LR;",
@@ -151,9 +173,12 @@ def to_dot(source: Source, *, snapshot: Snapshot | None = None, name: str = "flo
             lines.append(f"    {_dot_quote(node)};")
         else:
             fill, stroke = _COLORS[style]
-            tooltip = _dot_quote(style)
+            root = node in roots
+            tooltip = _dot_quote(f"{style}, root cause" if root else style)
+            bold = ", penwidth=3" if root else ""
             lines.append(
-                f'    {_dot_quote(node)} [fillcolor="{fill}", color="{stroke}", tooltip={tooltip}];'
+                f'    {_dot_quote(node)} [fillcolor="{fill}", color="{stroke}", '
+                f"tooltip={tooltip}{bold}];"
             )
     for a, b, detached in edges:
         extra = " [style=dashed]" if detached else ""
@@ -167,7 +192,8 @@ def to_ascii(source: Source, *, snapshot: Snapshot | None = None) -> str:
 
     A task reached again (it has several upstream tasks) shows ``(see above)`` and is not
     expanded twice; detached tasks show ``(detached)``; with a snapshot or a plan, each task
-    shows its status or action in brackets.
+    shows its status or action in brackets. With a snapshot, the run's root causes follow the
+    tree, apart from the cascades they caused (see :func:`root_cause_lines`).
 
     >>> from flowplan.spec import Dependency, TaskSpec
     >>> a = TaskSpec("extract", lambda: 1)
@@ -189,8 +215,10 @@ def to_ascii(source: Source, *, snapshot: Snapshot | None = None) -> str:
     graph: TaskGraph | None = None
     if not isinstance(source, Snapshot):
         graph = source.graph if isinstance(source, Plan) else source
+    shown = source if isinstance(source, Snapshot) else snapshot
+    causes = root_cause_lines(shown) if shown is not None else []
     if graph is None:
-        return "\n".join(label(n, False) for n in nodes)
+        return "\n".join([*(label(n, False) for n in nodes), *causes])
     lines: list[str] = []
     seen: set[str] = set()
     roots = [n for n in graph.order if not graph.predecessors[n]]
@@ -212,7 +240,7 @@ def to_ascii(source: Source, *, snapshot: Snapshot | None = None) -> str:
                     child_prefix + ("    " if last else "│   "),
                 )
             )
-    return "\n".join(lines)
+    return "\n".join([*lines, *causes])
 
 
 # -- tables ---------------------------------------------------------------------------------
@@ -268,7 +296,7 @@ def _detail(record: TaskRecord, reused: bool) -> str:
     if record.status is TaskStatus.FAILED:
         text = str(record.error) if record.error is not None else (record.reason or "")
         return text.strip().splitlines()[0] if text.strip() else ""
-    if record.status in (TaskStatus.SKIPPED, TaskStatus.CANCELLED):
+    if record.status in (TaskStatus.SKIPPED, TaskStatus.CANCELLED, TaskStatus.IN_DOUBT):
         reason = (record.reason or "").strip().splitlines()
         first = reason[0] if reason else record.status.value
         if record.root_cause and record.root_cause not in first:
@@ -310,5 +338,51 @@ def status_counts(snapshot: Snapshot, *, reused: Iterable[str] = ()) -> str:
     for name, record in snapshot.records.items():
         word = "reused" if name in again else record.status.value
         counts[word] = counts.get(word, 0) + 1
-    order = ["succeeded", "reused", "failed", "skipped", "cancelled", "running", "pending"]
+    order = [
+        "succeeded", "reused", "failed", "in_doubt", "skipped", "cancelled", "running", "pending"
+    ]  # fmt: skip
     return ", ".join(f"{counts[w]} {w}" for w in order if counts.get(w)) or "no tasks"
+
+
+def root_cause_lines(snapshot: Snapshot) -> list[str]:
+    """The run's root causes, apart from the cascades they caused: a ``root causes:`` header
+    and one line per root cause, in record order (empty when nothing failed or was gated).
+
+    A root cause is a task that failed, or was skipped by its own gate (``when=``), or that
+    other tasks name as their ``root_cause``. Its line says how it ended and which tasks it
+    skipped or cancelled.
+
+    >>> from flowplan.snapshot import ErrorInfo, TaskRecord, TaskStatus
+    >>> snap = Snapshot("r", {
+    ...     "load": TaskRecord("load", TaskStatus.FAILED, error=ErrorInfo("x.OSError", "down")),
+    ...     "save": TaskRecord("save", TaskStatus.SKIPPED, reason="upstream 'load' failed",
+    ...                        root_cause="load")})
+    >>> print("\\n".join(root_cause_lines(snap)))
+    root causes:
+      load failed (OSError: down) -> skipped 1: save
+    """
+    records = snapshot.records
+    cascades: dict[str, dict[str, list[str]]] = {}
+    for name, record in records.items():
+        root = record.root_cause
+        if root is not None and root != name and record.status is not TaskStatus.FAILED:
+            by_status = cascades.setdefault(root, {})
+            by_status.setdefault(record.status.value, []).append(name)
+    lines: list[str] = []
+    for name, record in records.items():
+        own = record.status is TaskStatus.FAILED or record.root_cause == name
+        if not own and name not in cascades:
+            continue
+        if record.status is TaskStatus.FAILED:
+            text = str(record.error) if record.error is not None else (record.reason or "")
+        else:
+            text = record.reason or ""
+        first = text.strip().splitlines()[0] if text.strip() else ""
+        line = f"  {name} {record.status.value}" + (f" ({first})" if first else "")
+        groups = cascades.get(name, {})
+        if groups:
+            line += " -> " + "; ".join(
+                f"{status} {len(names)}: {', '.join(names)}" for status, names in groups.items()
+            )
+        lines.append(line)
+    return ["root causes:", *lines] if lines else []

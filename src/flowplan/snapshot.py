@@ -25,7 +25,12 @@ T = TypeVar("T")
 
 
 class TaskStatus(enum.Enum):
-    """Where a task is in its life. The last four are terminal."""
+    """Where a task is in its life. The last five are terminal.
+
+    ``IN_DOUBT``: an ``effect="at_most_once"`` attempt started and its outcome was lost (a
+    crash, an interruption, a timeout): it may or may not have taken effect, so it is not run
+    again until ``override``, ``rerun=`` or its ``reconcile`` callback settles it.
+    """
 
     PENDING = "pending"
     RUNNING = "running"
@@ -33,6 +38,7 @@ class TaskStatus(enum.Enum):
     FAILED = "failed"
     SKIPPED = "skipped"
     CANCELLED = "cancelled"
+    IN_DOUBT = "in_doubt"
 
     @property
     def is_terminal(self) -> bool:
@@ -41,7 +47,13 @@ class TaskStatus(enum.Enum):
 
 
 TERMINAL = frozenset(
-    {TaskStatus.SUCCEEDED, TaskStatus.FAILED, TaskStatus.SKIPPED, TaskStatus.CANCELLED}
+    {
+        TaskStatus.SUCCEEDED,
+        TaskStatus.FAILED,
+        TaskStatus.SKIPPED,
+        TaskStatus.CANCELLED,
+        TaskStatus.IN_DOUBT,
+    }
 )
 """The statuses a task cannot leave within a run."""
 
@@ -55,7 +67,9 @@ class ErrorInfo:
         message: ``str(exception)``.
         traceback: the formatted traceback text ("" when not available).
         kind: what failed: ``"error"`` (the body raised), ``"timeout"``, ``"validate"``,
-            ``"when"``, ``"retry_until"``, ``"serialization"``, ``"interrupted"``, ``"crashed"``.
+            ``"when"``, ``"retry_until"``, ``"serialization"``, ``"interrupted"``, ``"crashed"``,
+            ``"reconcile"`` (an in-doubt task's ``reconcile`` callback raised), ``"fan_out"`` (a
+            fan-out task's upstream value cannot be mapped over, or an element failed).
         exception: the live exception object, when this process saw it (never serialized).
     """
 
@@ -162,6 +176,9 @@ def _freeze_records(records: Mapping[str, TaskRecord]) -> Mapping[str, TaskRecor
 class Snapshot:
     """An immutable map of task name → :class:`TaskRecord` for one run.
 
+    ``lineage_id`` is the id of the first run of a chain of resumes (``None``: this run
+    started the chain); idempotency keys are derived from it, so they survive a resume.
+
     >>> done = TaskRecord("a", TaskStatus.SUCCEEDED, value=1, has_value=True)
     >>> snap = Snapshot("run-1", {"a": done})
     >>> snap["a"].status
@@ -174,6 +191,12 @@ class Snapshot:
     records: Mapping[str, TaskRecord] = attrs.field(
         factory=dict, converter=_freeze_records, hash=False
     )
+    lineage_id: str | None = attrs.field(default=None, kw_only=True, eq=False)
+
+    @property
+    def lineage(self) -> str:
+        """The id of the run that started this chain of resumes (this run's id if none)."""
+        return self.lineage_id if self.lineage_id is not None else self.run_id
 
     def __getitem__(self, task: str | TaskSpec[..., Any]) -> TaskRecord:
         name = task if isinstance(task, str) else task.name
@@ -256,4 +279,4 @@ class Snapshot:
         """A new snapshot with ``record`` added or replaced (copies the mapping: O(n))."""
         records = dict(self.records)
         records[record.name] = record
-        return Snapshot(self.run_id, records)
+        return Snapshot(self.run_id, records, lineage_id=self.lineage_id)

@@ -106,6 +106,9 @@ class OptionalDependency:
 def optional(task: TaskSpec[..., Any] | str) -> OptionalDependency:
     """Mark a dependency as optional: when it is skipped, the task runs and receives ``None``.
 
+    Only a harmless skip counts (a ``when=`` gate, or a skip below one): if the dependency
+    failed, or was skipped because something above it failed, the task is skipped as usual.
+
     >>> optional("enrich")
     OptionalDependency(task='enrich')
     """
@@ -149,6 +152,9 @@ def _check_callable(option: str, value: object, task: str) -> None:
 
 
 _NO_RETRY = RetryPolicy()
+_TRIGGER_RULES: tuple[str, ...] = get_args(TriggerRule)  # read once, not per spec
+_EFFECTS: tuple[str, ...] = get_args(Effect)
+_ISOLATIONS: tuple[str, ...] = get_args(Isolation)
 # Reading a signature costs more than the rest of a spec; generated graphs reuse one function
 # for thousands of specs, so signatures are kept per function for as long as it lives.
 _signatures: weakref.WeakKeyDictionary[Callable[..., object], inspect.Signature] = (
@@ -202,6 +208,8 @@ class TaskSpec(Generic[P, R]):
             dependency values whether the lost attempt took effect.
         cache: reuse a result from the run's result cache when the step key matches.
         isolation: ``"process"`` runs this task's attempts in a child process.
+        fan_out: the dependency mapped over: one element instance (``name[i]``) runs per
+            element of its value, receiving that element; the task's value is their list.
         idempotent: the body is safe to run twice at once. A retry after a timed-out (abandoned,
             still running) sync attempt starts at once only then; otherwise it waits for the
             abandoned attempt to end, so a task's attempts never overlap.
@@ -233,6 +241,7 @@ class TaskSpec(Generic[P, R]):
     reconcile: Callable[..., object] | None = attrs.field(default=None, repr=False)
     cache: bool = False
     isolation: Isolation | None = None
+    fan_out: str | None = None
     is_async: bool = attrs.field(init=False, repr=False)
     signature: inspect.Signature = attrs.field(init=False, repr=False)
     seq: int = attrs.field(factory=_next_seq, repr=False)
@@ -274,9 +283,27 @@ class TaskSpec(Generic[P, R]):
             )
         for option in ("when", "validate", "retry_until", "reconcile"):
             _check_callable(option, getattr(self, option), name)
-        _check_choice("trigger", self.trigger, get_args(TriggerRule), name)
-        _check_choice("effect", self.effect, get_args(Effect), name)
-        _check_choice("isolation", self.isolation, get_args(Isolation), name)
+        _check_choice("trigger", self.trigger, _TRIGGER_RULES, name)
+        _check_choice("effect", self.effect, _EFFECTS, name)
+        _check_choice("isolation", self.isolation, _ISOLATIONS, name)
+        fan_out: object = self.fan_out
+        if fan_out is not None and (not isinstance(fan_out, str) or not fan_out):
+            raise InvalidOptionError(
+                f"task {name!r}: fan_out= must name one of its dependencies (a task or its "
+                f"name), got {fan_out!r} ({type(fan_out).__name__}); e.g. "
+                "fan_out='list_files'",
+                option="fan_out",
+                value=fan_out,
+                task=name,
+            )
+        if fan_out is not None and self.isolation == "process":
+            raise InvalidOptionError(
+                f"task {name!r}: fan_out= cannot be combined with isolation='process' yet, got "
+                f"both; run the whole run on a ProcessExecutor (executor=) instead",
+                option="isolation",
+                value=self.isolation,
+                task=name,
+            )
         if self.version is not None and not isinstance(self.version, str):
             raise InvalidOptionError(
                 f"task {name!r}: version must be a string, got {self.version!r}; e.g. version='2'",

@@ -19,6 +19,7 @@ from flowplan.events import (
     TaskCancelled,
     TaskEvent,
     TaskFailed,
+    TaskInDoubt,
     TaskReleased,
     TaskRetrying,
     TaskReused,
@@ -110,6 +111,15 @@ def advance(record: TaskRecord | None, event: TaskEvent) -> TaskRecord:
             has_value=event.has_value,
             finished_at=event.time,
             duration_ms=event.duration_ms,
+            reason=event.reason,
+            root_cause=event.task,
+        )
+    if isinstance(event, TaskInDoubt):
+        return attrs.evolve(
+            record,
+            status=TaskStatus.IN_DOUBT,
+            attempts=max(record.attempts, event.attempt),
+            finished_at=event.time,
             reason=event.reason,
             root_cause=event.task,
         )

@@ -23,8 +23,9 @@ __all__ = ["DagCatalog"]
 class DagCatalog:
     """The DAGs of one registry, as validated graphs (cached per registry version)."""
 
-    def __init__(self, registry: TaskRegistry) -> None:
+    def __init__(self, registry: TaskRegistry, *, check_types: bool | None = None) -> None:
         self.registry = registry
+        self.check_types = check_types  # TaskGraph.build's typed-edge option
         self._graphs: dict[str, tuple[int, TaskGraph]] = {}
 
     def resolve(self, dag_name: str) -> str:
@@ -85,7 +86,7 @@ class DagCatalog:
                     )
                 )
         try:
-            graph = TaskGraph.build(specs)
+            graph = TaskGraph.build(specs, check_types=self.check_types)
         except GraphValidationError as exc:
             problems.extend(
                 p

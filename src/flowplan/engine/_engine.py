@@ -26,6 +26,8 @@ from typing import Any, ParamSpec, TypeVar, Unpack
 
 import attrs
 
+from flowplan._typecheck import resolve_check_types
+from flowplan.cache import ResultCache
 from flowplan.errors import FlowplanError, InvalidOptionError, UnknownTaskError
 from flowplan.executors import validate_max_workers
 from flowplan.graph import TaskGraph
@@ -102,6 +104,12 @@ class Engine:
 
     Attributes:
         task: the decorator declaring tasks (``@engine.task(name=, dag=, deps=, ...)``).
+        process_workers: the size of the process pool each run owns for its
+            ``isolation="process"`` tasks (``None``: ``min(os.cpu_count(), isolated tasks)``).
+        check_types: check each DAG's edges by type when its graph is built
+            (``TaskGraph.build``'s option; ``None`` checks when beartype is installed).
+        cache: the :class:`~flowplan.cache.ResultCache` runs look ``cache=True`` /
+            ``effect="pure"`` tasks up in (``None``: no result caching).
     """
 
     def __init__(
@@ -114,8 +122,23 @@ class Engine:
         config: SchedulerConfig | None = None,
         logger: logging.Logger | None = None,
         hooks: Sequence[RunHook | Hook] | None = None,
+        process_workers: int | None = None,
+        check_types: bool | None = None,
+        cache: ResultCache | None = None,
     ) -> None:
         validate_max_workers(max_workers)
+        resolve_check_types(check_types)  # a bad value or a missing extra fails here
+        if process_workers is not None:
+            validate_max_workers(process_workers, "process_workers")
+        self.process_workers = process_workers
+        if cache is not None and not isinstance(cache, ResultCache):
+            raise InvalidOptionError(
+                f"cache must implement ResultCache (strict, get, put, latest), got {cache!r} "
+                f"({type(cache).__name__}); use flowplan.SqliteCache(path) or MemoryCache()",
+                option="cache",
+                value=cache,
+            )
+        self.cache = cache
         self.registry = registry if registry is not None else TaskRegistry()
         self.state_store: StateStoreProtocol = (
             state_store if state_store is not None else InMemoryStateStore()
@@ -132,7 +155,7 @@ class Engine:
         self.task = TaskDecorator(self.registry)
         self._closed = False
         self._active_runs = 0
-        self._dags = DagCatalog(self.registry)
+        self._dags = DagCatalog(self.registry, check_types=check_types)
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
@@ -226,7 +249,9 @@ class Engine:
     ) -> str:
         self._check_open()
         run_id = str(uuid.uuid4())
-        planned = plan(graph, snapshot, targets=targets, rerun=rerun, run_id=run_id)
+        planned = plan(
+            graph, snapshot, targets=targets, rerun=rerun, run_id=run_id, cache=self.cache
+        )
         self._check_context(dag_name, planned, context)
         self.state_store.create_run(
             planned, dag_name=dag_name, targets=targets, resumed_from=resumed_from
@@ -245,6 +270,7 @@ class Engine:
                 store=self.state_store,
                 context=context,
                 retry_budget=self.config.retry_budget,
+                process_workers=self.process_workers,
             )
         finally:
             self._active_runs -= 1
@@ -382,6 +408,8 @@ def build_default_engine(  # noqa: PLR0917 - flowrun passes these positionally
     state_store: StateStoreProtocol | None = None,
     *,
     registry: TaskRegistry | None = None,
+    process_workers: int | None = None,
+    check_types: bool | None = None,
 ) -> Engine:
     """Build an :class:`Engine` (flowrun's constructor).
 
@@ -393,9 +421,17 @@ def build_default_engine(  # noqa: PLR0917 - flowrun passes these positionally
         hooks: ``RunHook`` objects (or flowplan ``Hook`` objects, given the raw events).
         state_store: where runs are kept (default: :class:`InMemoryStateStore`).
         registry: a :class:`TaskRegistry` already holding tasks (e.g. from the global ``@task``).
+        process_workers: the size of the process pool each run owns for its
+            ``isolation="process"`` tasks (default: ``min(os.cpu_count(), isolated tasks)``).
+        check_types: check each DAG's edges by type when its graph is built
+            (``TaskGraph.build``'s option): ``None`` checks when beartype is installed,
+            ``True`` requires it, ``False`` skips the check.
 
     Raises:
-        InvalidOptionError: ``max_workers`` or ``max_parallel`` is below 1.
+        InvalidOptionError: ``max_workers`` or ``max_parallel`` is below 1, or a bad
+            ``check_types``.
+        MissingExtraError: ``check_types=True`` without beartype
+            (``pip install 'flowplan[typecheck]'``).
 
     >>> engine = build_default_engine(max_parallel=2)
     >>> engine.config.max_parallel
@@ -411,4 +447,6 @@ def build_default_engine(  # noqa: PLR0917 - flowrun passes these positionally
         config=config,
         logger=logger,
         hooks=hooks,
+        process_workers=process_workers,
+        check_types=check_types,
     )

@@ -26,6 +26,7 @@ from flowplan.events import (
     RunStarted,
     TaskCancelled,
     TaskFailed,
+    TaskInDoubt,
     TaskReleased,
     TaskRetrying,
     TaskReused,
@@ -229,6 +230,18 @@ class EngineHook:
                 error=str(event.error),
                 duration_s=event.duration_ms / 1000,
                 traceback=event.error.traceback,
+            )
+        if isinstance(event, TaskInDoubt):  # flowrun has no such state: reported as a failure
+            log.warning("Task %r is in doubt: %s run_id=%s", event.task, event.reason, run_id)
+            return "on_task_failure", TaskFailureEvent(
+                run_id=run_id,
+                dag_name=dag,
+                task_name=event.task,
+                attempt=event.attempt,
+                timestamp=event.time,
+                error=f"in doubt: {event.reason}",
+                duration_s=0.0,
+                traceback="",
             )
         if isinstance(event, TaskSkipped | TaskCancelled):
             log.info("Skipping task %r: %s run_id=%s", event.task, event.reason, run_id)

@@ -21,7 +21,7 @@ from typing import Any, ParamSpec, TypedDict, TypeVar
 from flowplan._suggest import did_you_mean
 from flowplan.errors import InvalidOptionError
 from flowplan.policies import RetryPolicy
-from flowplan.spec import Dependency, TaskSpec
+from flowplan.spec import Dependency, Effect, Isolation, TaskSpec, TriggerRule
 
 from ._context import find_context_param
 
@@ -53,6 +53,12 @@ class TaskOptions(TypedDict, total=False):
     detached: bool
     version: str | None
     idempotent: bool
+    trigger: TriggerRule
+    isolation: Isolation | None
+    fan_out: str | TaskSpec[..., Any] | None
+    effect: Effect | None
+    reconcile: Callable[..., object] | None
+    cache: bool
 
 
 _OPTION_NAMES = frozenset(TaskOptions.__annotations__)
@@ -72,6 +78,11 @@ def _dependency(ref: object, task: str) -> Dependency:
         value=ref,
         task=task,
     )
+
+
+def _fan_out_name(ref: object) -> Any:
+    """``fan_out=`` as a dependency name (a task stands for its name); checked by the spec."""
+    return ref.name if isinstance(ref, TaskSpec) else ref
 
 
 def build_spec(fn: Callable[P, R], name: str | None, options: Mapping[str, Any]) -> TaskSpec[P, R]:
@@ -175,6 +186,12 @@ def build_spec(fn: Callable[P, R], name: str | None, options: Mapping[str, Any])
         retain_result=bool(options.get("retain_result", True)),
         version=options.get("version"),
         idempotent=bool(options.get("idempotent", False)),
+        trigger=options.get("trigger", "all_succeeded"),
+        isolation=options.get("isolation"),
+        fan_out=_fan_out_name(options.get("fan_out")),
+        effect=options.get("effect"),
+        reconcile=options.get("reconcile"),
+        cache=bool(options.get("cache", False)),
         upstream_param="upstream" if "upstream" in params else None,
         context_param=find_context_param(fn, task_name),
     )

@@ -31,6 +31,7 @@ STATUS_WORDS: Mapping[TaskStatus, str] = {
     TaskStatus.FAILED: "FAILED",
     TaskStatus.SKIPPED: "SKIPPED",
     TaskStatus.CANCELLED: "SKIPPED",
+    TaskStatus.IN_DOUBT: "IN_DOUBT",
 }
 
 
@@ -58,7 +59,9 @@ def run_status(info: RunInfo, snapshot: Snapshot) -> str:
             continue
         if record is not None and _gated(record, records):
             continue
-        if status in (TaskStatus.FAILED, TaskStatus.CANCELLED, TaskStatus.SKIPPED):
+        if status in (
+            TaskStatus.FAILED, TaskStatus.CANCELLED, TaskStatus.SKIPPED, TaskStatus.IN_DOUBT
+        ):  # fmt: skip
             return "FAILED"
         done = False
     return "SUCCESS" if done else "RUNNING"
@@ -73,7 +76,7 @@ def _task_entry(record: TaskRecord | None) -> dict[str, Any]:
     error: str | None = None
     if record.status is TaskStatus.FAILED and record.error is not None:
         error = str(record.error)
-    elif record.status in (TaskStatus.SKIPPED, TaskStatus.CANCELLED):
+    elif record.status in (TaskStatus.SKIPPED, TaskStatus.CANCELLED, TaskStatus.IN_DOUBT):
         error = record.reason
     succeeded = record.status is TaskStatus.SUCCEEDED and record.has_value
     return {

@@ -103,8 +103,9 @@ class InMemoryStateStore:
         """A run starts; it is created here unless :meth:`create_run` did it."""
         with self._lock:
             known = plan.run_id in self._runs
-        if not known:
-            self.create_run(plan, dag_name=None)
+        if not known:  # a resume records its lineage (idempotency keys survive a reload)
+            lineage = plan.lineage_id if plan.lineage_id != plan.run_id else None
+            self.create_run(plan, dag_name=None, resumed_from=lineage or None)
 
     def save_record(self, run_id: str, record: TaskRecord) -> None:
         """Keep ``record`` as its task's latest state."""
@@ -138,7 +139,14 @@ class InMemoryStateStore:
             UnknownTaskError: no run with that id ("did you mean ...").
         """
         with self._lock:
-            return Snapshot(run_id, self._entry(run_id)[1])
+            records = self._entry(run_id)[1]
+            lineage, seen = None, {run_id}  # the first run of the chain of resumes
+            parent = self._runs[run_id][0].resumed_from
+            while parent is not None and parent in self._runs and parent not in seen:
+                lineage = parent
+                seen.add(parent)
+                parent = self._runs[parent][0].resumed_from
+            return Snapshot(run_id, records, lineage_id=lineage)
 
     def get_run(self, run_id: str) -> RunInfo:
         """The metadata of ``run_id``.

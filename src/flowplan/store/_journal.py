@@ -63,6 +63,9 @@ class JournalStore:
         path: the journal file; created on the first append. Its directory must exist.
         serializer: encodes values into each line (default: :class:`JsonSerializer`).
 
+    The journal records no attempt starts (``records_starts = False``), so a run with an
+    ``effect="at_most_once"`` task refuses it as its only store.
+
     Raises:
         StoreError: ``path`` is a directory or its parent directory does not exist.
 
@@ -76,6 +79,9 @@ class JournalStore:
     ((1, 2), True)
     >>> tmp.cleanup()
     """
+
+    records_starts = False
+    """Only finished (succeeded) steps are written: see :func:`flowplan._effects.check_store`."""
 
     def __init__(
         self, path: str | os.PathLike[str], *, serializer: JsonSerializer | None = None

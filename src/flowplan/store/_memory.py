@@ -26,6 +26,7 @@ class MemoryStore:
     def __init__(self) -> None:
         self._runs: dict[str, dict[str, TaskRecord]] = {}
         self._status: dict[str, str] = {}
+        self._lineage: dict[str, str] = {}  # resumed runs: run id → lineage id
         self._lock = threading.Lock()
 
     def begin_run(self, plan: Plan) -> None:
@@ -33,6 +34,8 @@ class MemoryStore:
         with self._lock:
             self._runs[plan.run_id] = {}
             self._status[plan.run_id] = "running"
+            if plan.lineage_id and plan.lineage_id != plan.run_id:
+                self._lineage[plan.run_id] = plan.lineage_id
 
     def save_record(self, run_id: str, record: TaskRecord) -> None:
         """Keep ``record`` as the latest of its task in ``run_id``."""
@@ -61,7 +64,7 @@ class MemoryStore:
                     known=sorted(self._runs),
                     suggestion=best,
                 )
-            return Snapshot(run_id, records)
+            return Snapshot(run_id, records, lineage_id=self._lineage.get(run_id))
 
     def status(self, run_id: str) -> str:
         """``"running"``, ``"succeeded"`` or ``"failed"``."""

@@ -25,7 +25,9 @@ __all__ = [
     "RUN_COLUMNS",
     "SCHEMA",
     "SCHEMA_VERSION",
+    "START_TASK",
     "UPSERT_TASK",
+    "Row",
     "RunInfo",
     "decode_record",
     "dump_names",
@@ -33,6 +35,7 @@ __all__ = [
     "pending_row",
     "planned_tasks",
     "run_info",
+    "start_params",
 ]
 
 SCHEMA_VERSION = 1
@@ -49,7 +52,11 @@ SCHEMA = (
     "root_cause TEXT, cached INTEGER NOT NULL, step_key TEXT, retry_delays TEXT NOT NULL, "
     "overridden INTEGER NOT NULL, owner_pid INTEGER, owner_token TEXT, owner_host TEXT, "
     "updated_at REAL NOT NULL, PRIMARY KEY (run_id, name))",
-    "CREATE INDEX IF NOT EXISTS tasks_by_status ON tasks (status)",
+    # Only the RUNNING rows are indexed (what ``recover`` looks for): a task's writes touch
+    # this small index twice (start, end) instead of moving its row in an index of every
+    # status at each write. Files written before keep working; their old index is dropped.
+    "CREATE INDEX IF NOT EXISTS tasks_running ON tasks (run_id, name) WHERE status = 'running'",
+    "DROP INDEX IF EXISTS tasks_by_status",
 )
 _TASK_COLUMNS = (
     "run_id",
@@ -77,14 +84,22 @@ _TASK_COLUMNS = (
     "owner_host",
     "updated_at",
 )
-_INSERT = (
-    f"INTO tasks ({', '.join(_TASK_COLUMNS)}) VALUES ({', '.join(':' + c for c in _TASK_COLUMNS)})"
-)
+Row = tuple[Any, ...]
+"""A ``tasks`` row: one value per column, in the order of the table's columns."""
+_INSERT = f"INTO tasks ({', '.join(_TASK_COLUMNS)}) VALUES ({', '.join('?' * len(_TASK_COLUMNS))})"
 UPSERT_TASK = (
     f"INSERT {_INSERT} ON CONFLICT (run_id, name) DO UPDATE "
     f"SET {', '.join(f'{c} = excluded.{c}' for c in _TASK_COLUMNS[2:])}"
 )
 INSERT_TASK_IF_MISSING = f"INSERT OR IGNORE {_INSERT}"
+START_TASK = (
+    "UPDATE tasks SET status = 'running', attempts = ?, payload = NULL, has_value = 0, "
+    "released = 0, error_type = ?, error_message = ?, error_traceback = ?, error_kind = ?, "
+    "started_at = ?, finished_at = NULL, duration_ms = ?, reason = ?, root_cause = ?, "
+    "cached = ?, step_key = ?, retry_delays = ?, overridden = ?, owner_pid = ?, "
+    "owner_token = ?, owner_host = ?, updated_at = ? WHERE run_id = ? AND name = ?"
+)
+"""A task's start, as an update of its existing row (parameters: :func:`start_params`)."""
 RUN_COLUMNS = (
     "run_id, dag_name, tasks, detached, targets, resumed_from, created_at, finished_at, status"
 )
@@ -152,7 +167,7 @@ def encode_record(
     serializer: ResultSerializer,
     owner: tuple[int, str, str],
     now: float,
-) -> dict[str, Any]:
+) -> Row:
     """The ``tasks`` row for ``record`` (parameters for :data:`UPSERT_TASK`).
 
     Raises:
@@ -174,32 +189,59 @@ def encode_record(
                 ) from exc
             has_value = False
     error = record.error
-    return {
-        "run_id": run_id,
-        "name": record.name,
-        "status": record.status.value,
-        "attempts": record.attempts,
-        "payload": payload,
-        "has_value": int(has_value),
-        "released": int(record.released),
-        "error_type": None if error is None else error.type,
-        "error_message": None if error is None else error.message,
-        "error_traceback": None if error is None else error.traceback,
-        "error_kind": None if error is None else error.kind,
-        "started_at": record.started_at,
-        "finished_at": record.finished_at,
-        "duration_ms": record.duration_ms,
-        "reason": record.reason,
-        "root_cause": record.root_cause,
-        "cached": int(record.cached),
-        "step_key": record.step_key,
-        "retry_delays": json.dumps(list(record.retry_delays)) if record.retry_delays else "[]",
-        "overridden": int(record.overridden),
-        "owner_pid": owner[0],
-        "owner_token": owner[1],
-        "owner_host": owner[2],
-        "updated_at": now,
-    }
+    return (  # in the order of _TASK_COLUMNS
+        run_id,
+        record.name,
+        record.status.value,
+        record.attempts,
+        payload,
+        int(has_value),
+        int(record.released),
+        None if error is None else error.type,
+        None if error is None else error.message,
+        None if error is None else error.traceback,
+        None if error is None else error.kind,
+        record.started_at,
+        record.finished_at,
+        record.duration_ms,
+        record.reason,
+        record.root_cause,
+        int(record.cached),
+        record.step_key,
+        json.dumps(list(record.retry_delays)) if record.retry_delays else "[]",
+        int(record.overridden),
+        *owner,
+        now,
+    )
+
+
+def start_params(run_id: str, record: TaskRecord, owner: tuple[int, str, str], now: float) -> Row:
+    """The parameters of :data:`START_TASK` for a RUNNING ``record``.
+
+    The row then reads back as ``record`` except for its value: a RUNNING record's value (a
+    value ``retry_until`` refused) is informational and not stored — as for any record that
+    did not succeed, it is never needed to resume.
+    """
+    error = record.error
+    return (
+        record.attempts,
+        None if error is None else error.type,
+        None if error is None else error.message,
+        None if error is None else error.traceback,
+        None if error is None else error.kind,
+        record.started_at,
+        record.duration_ms,
+        record.reason,
+        record.root_cause,
+        int(record.cached),
+        record.step_key,
+        json.dumps(list(record.retry_delays)) if record.retry_delays else "[]",
+        int(record.overridden),
+        *owner,
+        now,
+        run_id,
+        record.name,
+    )
 
 
 def decode_record(row: sqlite3.Row, serializer: ResultSerializer) -> TaskRecord:
@@ -251,17 +293,15 @@ def decode_record(row: sqlite3.Row, serializer: ResultSerializer) -> TaskRecord:
         )
 
 
-def pending_row(run_id: str, name: str, owner: tuple[int, str, str], now: float) -> dict[str, Any]:
-    """The ``tasks`` row of a task that has not started yet."""
-    return encode_record(run_id, TaskRecord(name, TaskStatus.PENDING), _NO_VALUES, owner, now)
+def pending_row(run_id: str, name: str, owner: tuple[int, str, str], now: float) -> Row:
+    """The ``tasks`` row of a task that has not started yet.
+
+    Equal to ``encode_record(run_id, TaskRecord(name, TaskStatus.PENDING), ...)``, built
+    without the record (one per planned task at run creation).
+    """
+    return (run_id, name, *_PENDING_MIDDLE, *owner, now)
 
 
-class _NoValues:
-    def dumps(self, value: object) -> bytes:  # pragma: no cover - pending rows carry no value
-        raise AssertionError("a pending record has no value")
-
-    def loads(self, data: bytes) -> object:  # pragma: no cover
-        raise AssertionError("a pending record has no value")
-
-
-_NO_VALUES = _NoValues()
+# status … overridden of a PENDING record, in the order of _TASK_COLUMNS
+_PENDING_MIDDLE: Row = ("pending", 0, None, 0, 0, None, None, None, None, None, None, 0.0)
+_PENDING_MIDDLE += (None, None, 0, None, "[]", 0)

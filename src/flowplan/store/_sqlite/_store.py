@@ -15,6 +15,8 @@ from collections.abc import Sequence
 from types import TracebackType
 from typing import Any
 
+import attrs
+
 from flowplan._suggest import did_you_mean
 from flowplan.errors import (
     InvalidOptionError,
@@ -23,7 +25,7 @@ from flowplan.errors import (
     UnknownTaskError,
 )
 from flowplan.plan import Plan
-from flowplan.snapshot import Snapshot, TaskRecord
+from flowplan.snapshot import Snapshot, TaskRecord, TaskStatus
 from flowplan.store._serializers import JsonSerializer, ResultSerializer
 from flowplan.store._sqlite._process import own_identity, owner_alive
 from flowplan.store._sqlite._rows import (
@@ -31,7 +33,9 @@ from flowplan.store._sqlite._rows import (
     RUN_COLUMNS,
     SCHEMA,
     SCHEMA_VERSION,
+    START_TASK,
     UPSERT_TASK,
+    Row,
     RunInfo,
     decode_record,
     dump_names,
@@ -39,12 +43,21 @@ from flowplan.store._sqlite._rows import (
     pending_row,
     planned_tasks,
     run_info,
+    start_params,
 )
 
 __all__ = ["SqliteStateStore"]
 
-_Unencoded = tuple[TaskRecord, tuple[int, str, str], float]
-"""A batched record kept unencoded: the record, its owner identity, the time it was saved."""
+_RUNNING = TaskStatus.RUNNING
+
+
+@attrs.frozen
+class _Unencoded:
+    """A batched record kept unencoded: the record, its owner identity, the time it was saved."""
+
+    record: TaskRecord
+    owner: tuple[int, str, str]
+    now: float
 
 
 def _check_seconds(option: str, value: object) -> None:
@@ -131,7 +144,7 @@ class SqliteStateStore:
         # replaces its earlier one (e.g. RUNNING then SUCCEEDED): one row per task per batch.
         # A record with no value to serialize (RUNNING, skipped …) cannot fail to encode, so
         # it waits unencoded, with its owner and time: one replaced in the batch costs nothing.
-        self._batch: dict[tuple[str, str], dict[str, Any] | _Unencoded] = {}
+        self._batch: dict[tuple[str, str], Row | _Unencoded] = {}
         self._batch_size = 0  # records saved into the batch (commit_every counts these)
         self._batch_started = 0.0  # time.monotonic() of the batch's first record
         self.path = os.fspath(db_path)
@@ -256,20 +269,19 @@ class SqliteStateStore:
                 raise StoreError(f"cannot write run {run_id!r} to {self.path!r}: {exc}") from exc
             self._cache.pop(run_id, None)
 
-    def _row(self, key: tuple[str, str], item: dict[str, Any] | _Unencoded) -> dict[str, Any]:
-        if isinstance(item, dict):
-            return item
-        record, owner, now = item
-        return encode_record(key[0], record, self.serializer, owner, now)
+    def _row(self, key: tuple[str, str], item: Row | _Unencoded) -> Row:
+        if isinstance(item, _Unencoded):
+            return encode_record(key[0], item.record, self.serializer, item.owner, item.now)
+        return item
 
     def _batch_record(self, run_id: str, record: TaskRecord) -> None:
         """Add one task's record to the batch; write the batch when it is due."""
         now = time.time()
-        item: dict[str, Any] | _Unencoded
+        item: Row | _Unencoded
         if record.has_value:  # encoded now: a value that cannot be stored must raise here
             item = encode_record(run_id, record, self.serializer, own_identity(), now)
         else:
-            item = (record, own_identity(), now)
+            item = _Unencoded(record, own_identity(), now)
         with self._lock:
             self._db()  # a closed store refuses writes in both modes
             if not self._batch:
@@ -328,9 +340,7 @@ class SqliteStateStore:
                 ) from exc
             self._cache.pop(plan.run_id, None)
 
-    def _first_row(
-        self, plan: Plan, name: str, owner: tuple[int, str, str], now: float
-    ) -> dict[str, Any]:
+    def _first_row(self, plan: Plan, name: str, owner: tuple[int, str, str], now: float) -> Row:
         """A task's row at creation: its reused record (so a process killed before the run
         re-saves it loses nothing on the next resume), else PENDING."""
         reused = plan.reused.get(name)
@@ -346,8 +356,9 @@ class SqliteStateStore:
         with self._lock:
             query = "SELECT 1 FROM runs WHERE run_id = ?"
             exists = self._db().execute(query, (plan.run_id,)).fetchone() is not None
-            if not exists:
-                self.create_run(plan, dag_name=None)
+            if not exists:  # a resume records its lineage, so idempotency keys survive reloads
+                lineage = plan.lineage_id if plan.lineage_id != plan.run_id else None
+                self.create_run(plan, dag_name=None, resumed_from=lineage or None)
 
     def save_record(self, run_id: str, record: TaskRecord) -> None:
         """Commit ``record`` as its task's latest state in ``run_id``.
@@ -359,8 +370,25 @@ class SqliteStateStore:
         if self._batched:
             self._batch_record(run_id, record)
             return
+        if record.status is _RUNNING:  # a start: update the row's few changing columns
+            self._start(run_id, record)
+            return
         row = encode_record(run_id, record, self.serializer, own_identity(), time.time())
         self._write(UPSERT_TASK, row, run_id=run_id)
+
+    def _start(self, run_id: str, record: TaskRecord) -> None:
+        """Commit a RUNNING ``record``: an update of its task's row (written at run creation),
+        else (a task without a row: not in the run's plan) the whole row."""
+        owner, now = own_identity(), time.time()
+        with self._lock:
+            try:
+                updated = self._db().execute(START_TASK, start_params(run_id, record, owner, now))
+                if updated.rowcount == 0:
+                    row = encode_record(run_id, record, self.serializer, owner, now)
+                    self._db().execute(UPSERT_TASK, row)
+            except sqlite3.Error as exc:
+                raise StoreError(f"cannot write run {run_id!r} to {self.path!r}: {exc}") from exc
+            self._cache.pop(run_id, None)
 
     def finish_run(self, snapshot: Snapshot, status: str) -> None:
         """Mark the run finished with ``status`` (``"succeeded"`` or ``"failed"``), committing
@@ -386,6 +414,7 @@ class SqliteStateStore:
                     row = conn.execute(query, (run_id,)).fetchone()
                     query = "SELECT * FROM tasks WHERE run_id = ? ORDER BY rowid"
                     rows = conn.execute(query, (run_id,)).fetchall()
+                    lineage = None if row is None else _lineage(conn, run_id)
                 finally:
                     conn.execute("COMMIT")
             except sqlite3.Error as exc:
@@ -394,7 +423,7 @@ class SqliteStateStore:
                 raise self._unknown(run_id)
             info = run_info(row)
             records = {r["name"]: decode_record(r, self.serializer) for r in rows}
-            snapshot = Snapshot(run_id, records)
+            snapshot = Snapshot(run_id, records, lineage_id=lineage)
             if self.cache_ttl_s:
                 self._cache[run_id] = (time.monotonic(), info, snapshot)
             return info, snapshot
@@ -481,3 +510,17 @@ class SqliteStateStore:
                 sql = "UPDATE runs SET status = 'failed', finished_at = ? WHERE run_id = ? AND "
                 self._write(sql + "status = 'running'", (now, run_id), run_id=run_id)
         return tuple(recovered)
+
+
+def _lineage(conn: sqlite3.Connection, run_id: str) -> str | None:
+    """The first run of ``run_id``'s chain of resumes (``resumed_from`` links), or ``None``."""
+    seen = {run_id}
+    lineage: str | None = None
+    current = run_id
+    while True:
+        found = conn.execute("SELECT resumed_from FROM runs WHERE run_id = ?", (current,))
+        parent = found.fetchone()
+        if parent is None or parent[0] is None or parent[0] in seen:
+            return lineage
+        current = lineage = parent[0]
+        seen.add(current)
