@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import json
 import os
 import subprocess
 import sys
 import textwrap
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -24,6 +26,7 @@ from flowplan import (
     GraphValidationError,
     InlineExecutor,
     InvalidOptionError,
+    MappedTaskSpec,
     RecordingHook,
     Registry,
     Snapshot,
@@ -37,7 +40,9 @@ from flowplan import (
     plan,
     task,
 )
+from flowplan.engine import SqliteStateStore
 from flowplan.store import MemoryStore
+from remote_helpers import pid_alive
 
 SUCCEEDED = TaskStatus.SUCCEEDED
 FAILED = TaskStatus.FAILED
@@ -506,9 +511,10 @@ def test_a_task_named_like_an_element_is_rejected(registry: Registry) -> None:
 def test_fan_out_option_is_checked(registry: Registry) -> None:
     with pytest.raises(InvalidOptionError, match="fan_out= must name one of its dependencies"):
         TaskSpec("t", lambda: 1, fan_out=3)  # type: ignore[arg-type]
-    with pytest.raises(InvalidOptionError, match="ProcessExecutor") as info:
-        TaskSpec("t", lambda x: 1, fan_out="x", isolation="process")
-    assert (info.value.option, info.value.task) == ("isolation", "t")
+    with pytest.raises(InvalidOptionError, match="needs fan_out=") as info:
+        MappedTaskSpec("t", lambda x: 1)
+    assert (info.value.option, info.value.task) == ("fan_out", "t")
+    assert TaskSpec("t", lambda x: 1, fan_out="x", isolation="process").isolation == "process"
 
 
 def test_engine_fan_out_needs_a_parameter_receiving_the_dependency() -> None:
@@ -645,3 +651,400 @@ def test_sqlite_resume_across_processes_re_runs_only_failed_elements(tmp_path: P
 
 def test_public_names() -> None:
     assert "FanOutError" in flowplan.__all__
+
+
+# -- issue #7 gaps: typed handle, isolation, effects, simulate, journal, retry budget ---------
+def test_fan_out_tasks_are_mapped_specs_whose_elements_run_as_plain_specs(
+    registry: Registry,
+) -> None:
+    from flowplan._fanout import element_spec
+
+    graph, _ = _pipeline(registry, [1, 2])
+    square, total = graph.specs["square"], graph.specs["total"]
+    assert type(square) is MappedTaskSpec
+    assert type(total) is TaskSpec  # no fan_out=: a plain spec
+    assert square(numbers=3) == 9  # calling it calls the function on one element
+    element = element_spec(square, "square[1]")
+    assert type(element) is TaskSpec
+    assert (element.name, element.fan_out, element.fn) == ("square[1]", None, square.fn)
+    assert _run(graph).value(square) == [1, 4]
+
+    engine = flowrun.build_default_engine()
+
+    @engine.task(name="items", dag="d")
+    def items() -> list[int]:
+        return [1]
+
+    @engine.task(name="each", dag="d", deps=["items"], fan_out="items")
+    def each(items: int) -> int:
+        return items
+
+    @engine.task(name="plain", dag="d", deps=["items"])
+    def plain(items: list[int]) -> int:
+        return len(items)
+
+    assert type(each) is MappedTaskSpec
+    assert type(plain) is TaskSpec
+
+
+def _isolated_pipeline(tmp_path: Path) -> TaskGraph:
+    """numbers → pid (isolated fan-out, 0.5 s timeout); element 1's first attempt hangs."""
+
+    @task
+    def numbers() -> list[int]:
+        return [0, 1, 2]
+
+    @task(
+        depends_on=[numbers],
+        fan_out=numbers,
+        isolation="process",
+        timeout_s=0.5,
+        retry=1,
+        retry_backoff_base_ms=0,
+    )
+    def pid(numbers: int) -> tuple[int, int]:
+        attempt = flowplan.current_attempt()
+        assert attempt is not None
+        (tmp_path / f"pid-{numbers}-{attempt.attempt}").write_text(str(os.getpid()))
+        if numbers == 1 and attempt.attempt == 1:
+            time.sleep(3)
+            (tmp_path / "side-effect").write_text("the killed attempt kept running")
+        return numbers * 10, os.getpid()
+
+    return _graph(numbers, pid)
+
+
+@pytest.mark.parametrize("driver", ["inline", "threads", "asyncio"])
+def test_an_isolated_fan_out_kills_only_the_timed_out_element_child(
+    registry: Registry, tmp_path: Path, driver: str
+) -> None:
+    the_plan = plan(_isolated_pipeline(tmp_path))
+    hook = RecordingHook()
+    if driver == "asyncio":
+        snap = asyncio.run(aexecute(the_plan, hooks=[hook]))
+    elif driver == "threads":
+        with ThreadPoolExecutor(3) as threads:
+            snap = execute(the_plan, executor=threads, hooks=[hook])
+    else:
+        snap = execute(the_plan, executor=InlineExecutor(), hooks=[hook])
+    values = snap.value("pid")
+    assert [v for v, _ in values] == [0, 10, 20]  # in element order
+    assert all(child != os.getpid() for _, child in values)  # each ran in a child process
+    timed_out = [e.task for e in hook.events if isinstance(e, flowplan.TaskTimedOut)]
+    assert timed_out == ["pid[1]"]  # only that element's attempt timed out
+    assert [snap[f"pid[{i}]"].attempts for i in range(3)] == [1, 2, 1]
+    killed = int((tmp_path / "pid-1-1").read_text())
+    assert killed not in {child for _, child in values}  # the retry ran in a fresh process
+    deadline = time.monotonic() + 5
+    while pid_alive(killed) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not pid_alive(killed)
+    assert not (tmp_path / "side-effect").exists()  # killed, not abandoned
+
+
+def _charges(
+    registry: Registry,
+    calls: list[int],
+    *,
+    reconcile: Any = None,
+    failing: frozenset[int] = frozenset(),
+) -> tuple[TaskGraph, Snapshot]:
+    """numbers → charge (at_most_once fan-out) → total, and a snapshot of a run that crashed
+    while charge[1] ran (its RUNNING record is all that is left): charge[0] had succeeded."""
+
+    @task
+    def numbers() -> list[int]:
+        return [1, 2, 3]
+
+    @task(depends_on=[numbers], fan_out=numbers, effect="at_most_once", reconcile=reconcile)
+    def charge(numbers: int) -> int:
+        calls.append(numbers)
+        if numbers in failing:
+            raise ValueError(f"declined {numbers}")
+        return numbers * 10
+
+    @task(depends_on=[charge])
+    def total(charge: list[int]) -> int:
+        return sum(charge)
+
+    graph = _graph(numbers, charge, total)
+    records = {
+        "numbers": flowplan.TaskRecord("numbers", SUCCEEDED, 1, value=[1, 2, 3], has_value=True),
+        "charge": flowplan.TaskRecord("charge", TaskStatus.RUNNING, 1, started_at=1.0),
+        "charge[0]": flowplan.TaskRecord("charge[0]", SUCCEEDED, 1, value=10, has_value=True),
+        "charge[1]": flowplan.TaskRecord("charge[1]", TaskStatus.RUNNING, 1, started_at=2.0),
+        "total": flowplan.TaskRecord("total", TaskStatus.PENDING),
+    }
+    return graph, Snapshot("crashed", records)
+
+
+def test_an_at_most_once_element_left_running_by_a_crash_is_in_doubt(registry: Registry) -> None:
+    calls: list[int] = []
+    graph, crashed = _charges(registry, calls)
+    resumed = plan(graph, crashed)
+    assert set(resumed.in_doubt) == {"charge[1]"}
+    assert set(resumed.elements) == {"charge[0]"}
+    assert "1 element(s) are in doubt" in resumed.explain("charge")
+    hook = RecordingHook()
+    snap = execute(resumed, executor=InlineExecutor(), hooks=[hook])
+    assert calls == [3]  # charge[1] is never run again silently; charge[0] is reused
+    assert snap["charge[1]"].status is TaskStatus.IN_DOUBT
+    assert "settle it with override()" in (snap["charge[1]"].reason or "")
+    record = snap["charge"]
+    assert record.status is TaskStatus.IN_DOUBT
+    assert "1 of 3 element(s) of fan-out task 'charge' are in doubt: 'charge[1]'" in (
+        record.reason or ""
+    )
+    assert snap["total"].status is TaskStatus.SKIPPED
+    assert [e.task for e in hook.events if isinstance(e, flowplan.TaskInDoubt)] == [
+        "charge[1]",
+        "charge",
+    ]
+    # still in doubt on the next resume; rerun= of the fan-out task settles every element
+    again = plan(graph, snap)
+    assert set(again.in_doubt) == {"charge[1]"}
+    assert "still in doubt" in (flowplan.simulate(again).snapshot["charge[1]"].reason or "")
+    rerun = execute(plan(graph, snap, rerun=["charge"]), executor=InlineExecutor())
+    assert rerun.value("total") == 60
+    assert calls == [3, 1, 2, 3]
+
+
+def test_an_in_doubt_element_cancelled_by_fail_fast_stays_in_doubt(registry: Registry) -> None:
+    calls: list[int] = []
+    graph, crashed = _charges(registry, calls, failing=frozenset({1}))
+    declined = flowplan.TaskRecord("charge[0]", FAILED, 1)  # an ordinary failure: runs again
+    snap = execute(
+        plan(graph, Snapshot("crashed", {**crashed.records, "charge[0]": declined})),
+        executor=InlineExecutor(),
+    )
+    assert calls == [1]  # charge[0] failed again; fail-fast stopped the rest
+    assert snap["charge[0]"].status is FAILED
+    assert snap["charge[1]"].status is TaskStatus.IN_DOUBT  # not CANCELLED: still unsettled
+    assert "not settled in this run" in (snap["charge[1]"].reason or "")
+    assert snap["charge[2]"].status is TaskStatus.CANCELLED
+    assert snap["charge"].status is FAILED
+    assert set(plan(graph, snap).in_doubt) == {"charge[1]"}
+
+
+@pytest.mark.parametrize(("verdict", "ran"), [(200, False), ("not_done", True)])
+def test_reconcile_settles_an_in_doubt_element(
+    registry: Registry, verdict: object, ran: bool
+) -> None:
+    seen: list[dict[str, Any]] = []
+
+    def reconcile(**given: Any) -> object:
+        seen.append(given)
+        return flowplan.NotDone if verdict == "not_done" else verdict
+
+    calls: list[int] = []
+    graph, crashed = _charges(registry, calls, reconcile=reconcile)
+    snap = execute(plan(graph, crashed), executor=InlineExecutor())
+    assert seen == [{"numbers": 2}]  # called with the element, not the whole list
+    assert snap.value("charge") == ([10, 20, 30] if ran else [10, 200, 30])
+    assert calls == ([2, 3] if ran else [3])
+
+
+def test_at_most_once_elements_commit_their_start_to_a_sqlite_file(
+    registry: Registry, tmp_path: Path
+) -> None:
+    db = tmp_path / "runs.db"
+    seen: list[tuple[str, int]] = []
+    calls: list[int] = []
+
+    @task
+    def numbers() -> list[int]:
+        return [1, 2, 3]
+
+    @task(depends_on=[numbers], fan_out=numbers, effect="at_most_once")
+    def charge(numbers: int) -> int:
+        calls.append(numbers)
+        # another connection sees this element's start before its body has done anything
+        record = SqliteStateStore(db).load(first.run_id)[f"charge[{numbers - 1}]"]
+        seen.append((record.status.value, record.attempts))
+        if numbers == 2:
+            raise KeyboardInterrupt  # the process "dies" while charge[1] runs
+        return numbers * 10
+
+    graph = _graph(numbers, charge)
+    first = plan(graph)
+    with pytest.raises(KeyboardInterrupt):
+        execute(first, executor=InlineExecutor(), store=SqliteStateStore(db))
+    assert seen == [("running", 1), ("running", 1)]
+    store = SqliteStateStore(db)
+    earlier = store.load(first.run_id)
+    resumed = plan(graph, earlier)
+    assert set(resumed.in_doubt) == {"charge[1]"}
+    snap = execute(resumed, executor=InlineExecutor(), store=store)
+    assert calls == [1, 2, 3]  # charge[1] did not run again, charge[2] ran
+    assert snap["charge[1]"].status is TaskStatus.IN_DOUBT
+    assert store.load(resumed.run_id)["charge"].status is TaskStatus.IN_DOUBT
+
+
+def test_idempotent_elements_get_distinct_keys_kept_across_resume(registry: Registry) -> None:
+    keys: dict[int, list[str]] = collections.defaultdict(list)
+    failing = {2}
+
+    @task
+    def numbers() -> list[int]:
+        return [1, 2, 2]  # equal elements still get their own key (their names differ)
+
+    @task(depends_on=[numbers], fan_out=numbers, effect="idempotent")
+    def send(numbers: int) -> int:
+        attempt = flowplan.current_attempt()
+        assert attempt is not None
+        assert attempt.idempotency_key is not None
+        keys[numbers].append(attempt.idempotency_key)
+        if numbers in failing:
+            raise ConnectionError("try later")
+        return numbers
+
+    graph = _graph(numbers, send)
+    snap = _run(graph, fail_fast=False)
+    assert snap["send"].status is FAILED
+    first = {n: list(k) for n, k in keys.items()}
+    assert len({first[1][0], *first[2]}) == 3  # one key per element
+    failing.clear()
+    again = _run(graph, snap)
+    assert again.value("send") == [1, 2, 2]
+    assert keys[2][2:] == first[2]  # the resumed elements keep their keys (same lineage)
+    assert keys[1] == first[1]  # send[0] was reused, not run
+
+
+def test_simulate_scripts_elements_by_name_and_matches_an_inline_run(registry: Registry) -> None:
+    outcomes: dict[int, list[Exception]] = {1: [ValueError("once")], 2: [KeyError("a")] * 3}
+
+    @task
+    def numbers() -> list[int]:
+        return [0, 1, 2, 3]
+
+    @task(depends_on=[numbers], fan_out=numbers, retry=2, retry_backoff_base_ms=0)
+    def square(numbers: int) -> int:
+        if outcomes.get(numbers):
+            raise outcomes[numbers].pop(0)
+        return numbers * numbers
+
+    @task(depends_on=[square], trigger="all_done")
+    def report(square: list[int] | None) -> str:
+        return "partial" if square is None else "all"
+
+    graph = _graph(numbers, square, report)
+    the_plan = plan(graph)
+    sim = flowplan.simulate(
+        the_plan,
+        {
+            numbers: flowplan.Value([0, 1, 2, 3]),
+            square: flowplan.Value(-1),  # the default of every element not named
+            "square[0]": flowplan.Value(0),
+            "square[1]": [flowplan.Fail(ValueError("once")), flowplan.Value(1)],
+            "square[2]": flowplan.Fail(KeyError("a")),
+            "square[3]": flowplan.Value(9),
+            "report": flowplan.Value("partial"),
+        },
+        fail_fast=False,
+    )
+    real = execute(the_plan, executor=InlineExecutor(), fail_fast=False)
+
+    def shape(snap: Snapshot) -> dict[str, tuple[str, int, Any, str | None]]:
+        return {
+            n: (r.status.value, r.attempts, r.value, r.error.type if r.error else None)
+            for n, r in snap.records.items()
+        }
+
+    assert shape(sim.snapshot) == shape(real)
+    assert sim.snapshot["square[2]"].attempts == 3
+    default = flowplan.simulate(
+        the_plan, {numbers: flowplan.Value([5, 6]), square: flowplan.Value(7)}
+    )
+    assert default.snapshot.value(square) == [7, 7]
+    with pytest.raises(flowplan.UnknownTaskError, match="'numbers\\[0\\]'"):
+        flowplan.simulate(the_plan, {"numbers[0]": flowplan.Value(1)})  # not a fan-out task
+    with pytest.raises(flowplan.UnknownTaskError):
+        flowplan.simulate(the_plan, {"square[01]": flowplan.Value(1)})
+    with pytest.raises(InvalidOptionError, match="has no timeout_s"):
+        flowplan.simulate(the_plan, {"square[1]": flowplan.Timeout()})
+
+
+def _journal_flow(
+    calls: list[str], broken: set[str], journal: Path
+) -> tuple[Flow, TaskSpec[..., Any]]:
+    """files → upper (fan-out) journalled to ``journal``; the ``broken`` files fail (marked
+    on disk; ``version=`` keeps the step key stable while the closure's ``calls`` grows)."""
+    registry = Registry()
+    marks = journal.parent
+    for name in "abc":
+        (marks / f"broken-{name}").unlink(missing_ok=True)
+    for name in broken:
+        (marks / f"broken-{name}").write_text("")
+
+    @task(registry=registry)
+    def files() -> list[str]:
+        return ["a", "b", "c"]
+
+    @task(registry=registry, depends_on=[files], fan_out=files, version="1")  # closure: calls
+    def upper(files: str) -> str:
+        calls.append(files)
+        if (marks / f"broken-{files}").exists():
+            raise OSError(f"cannot read {files}")
+        return files.upper()
+
+    return Flow(upper, registry=registry, journal_path=journal, fail_fast=False), upper
+
+
+def test_a_journal_lets_a_new_process_reuse_succeeded_elements(tmp_path: Path) -> None:
+    journal = tmp_path / "flow.jsonl"
+    calls: list[str] = []
+    first, _ = _journal_flow(calls, {"b"}, journal)
+    assert first.run()["upper"].state.value == "failed"
+    lines = [json.loads(line) for line in journal.read_text().splitlines()]
+    assert {line["format"] for line in lines} == {1}  # the format journals already have
+    assert sorted(line["task"] for line in lines) == ["files", "upper[0]", "upper[2]"]
+    # a new Flow (as a new process would) replays the journalled elements
+    fresh, upper = _journal_flow(calls, set(), journal)
+    results = fresh.run()
+    assert fresh.value(upper) == ["A", "B", "C"]
+    assert calls == ["a", "b", "c", "b"]  # only the failed element ran again
+    assert results["upper[0]"].cached
+    # a journal written before (same lines, by hand) is read the same way; another fan-out
+    # index or another parent key is not reused
+    journal.write_text("\n".join(json.dumps(line) for line in lines) + "\n")
+    calls.clear()
+    again, upper = _journal_flow(calls, set(), journal)
+    again.run()
+    assert again.value(upper) == ["A", "B", "C"]
+    assert calls == ["b"]
+    stray = {**lines[1], "task": "upper[7]"}
+    journal.write_text(json.dumps(stray) + "\n")
+    assert list(flowplan.store.JournalStore(journal).load({"upper": "k"}).records) == []
+
+
+def test_a_ratio_retry_budget_counts_elements_as_they_are_created(registry: Registry) -> None:
+    attempts: collections.Counter[int] = collections.Counter()
+
+    @task
+    def numbers() -> list[int]:
+        return list(range(20))
+
+    @task(depends_on=[numbers], fan_out=numbers, retry=1, retry_backoff_base_ms=0)
+    def flaky(numbers: int) -> int:
+        attempts[numbers] += 1
+        if attempts[numbers] == 1:
+            raise ConnectionError("blip")
+        return numbers
+
+    graph = _graph(numbers, flaky)
+    # 2 planned tasks would allow 0 retries at ratio 0.25; 21 executed tasks allow 5
+    budget = flowplan.RetryBudget(ratio=0.25)
+    snap = execute(plan(graph), executor=InlineExecutor(), fail_fast=False, retry_budget=budget)
+    retried = [n for n in range(20) if snap[f"flaky[{n}]"].attempts == 2]
+    assert len(retried) == 5
+    exhausted = snap["flaky[19]"]
+    assert exhausted.status is FAILED
+    assert "retry budget is exhausted" in (exhausted.reason or "")
+    assert "5/5 retries used" in (exhausted.reason or "")
+    sim = flowplan.simulate(
+        plan(graph),
+        {numbers: flowplan.Value(list(range(20))), flaky: [flowplan.Fail(ConnectionError())]},
+        fail_fast=False,
+        retry_budget=budget,
+    )
+    assert sum(r.attempts == 2 for r in sim.snapshot.records.values()) == 5

@@ -22,3 +22,12 @@ def test_fast_records_equal_attrs_built_ones_and_stay_frozen() -> None:
     assert attrs.evolve(fast, attempts=2).attempts == 2
     with pytest.raises(attrs.exceptions.FrozenInstanceError):
         fast.value = 2  # type: ignore[misc]
+
+
+def test_the_fast_pending_record_equals_the_default_one() -> None:
+    from flowplan.transitions import _pending
+
+    fast, slow = _pending("a"), TaskRecord("a", TaskStatus.PENDING)
+    assert fast == slow
+    assert repr(fast) == repr(slow)
+    assert attrs.asdict(fast) == attrs.asdict(slow)

@@ -117,7 +117,8 @@ class CachePlan:
         cache: the result cache.
         static: eligible task → its definition parts (code, helpers, gates, defaults).
         uncacheable: eligible task → why it is not cached (non-strict caches only).
-        keys: task → key computed at plan time (looked up already: hits and misses).
+        keys: task → key computed at plan time (looked up already: hits and misses, and
+            reused values the cache holds under their key).
         no_lookup: tasks that run without a lookup (rerun requested) but are written back.
         misses: task → why its plan-time lookup missed ("cache miss: input `x` changed").
     """
@@ -163,6 +164,9 @@ def plan_cache(
     hits: dict[str, TaskRecord] = {}
     reasons: dict[str, str] = {}
     for name in graph.order:
+        if name in reused and eligible(graph.specs[name]):
+            _key_reused(graph, cache, name, keys, reused)
+            continue
         if name not in to_run or not eligible(graph.specs[name]):
             continue
         try:
@@ -195,6 +199,33 @@ def plan_cache(
         MappingProxyType({n: reasons[n] for n in keys if n in reasons}),
     )
     return plan, hits, reasons
+
+
+def _key_reused(
+    graph: TaskGraph,
+    cache: ResultCache,
+    name: str,
+    keys: dict[str, CacheKey],
+    reused: Mapping[str, TaskRecord],
+) -> None:
+    """Give a reused eligible task its key when the cache holds its very value under it.
+
+    Its consumers then name it as ``upstream:`` like a fresh run does, so what a resume
+    stores is found by later runs. A value that differs from the cached one (older code, an
+    override) keeps being fingerprinted as an ``input:``.
+    """
+    record = reused[name]
+    if not record.has_value or record.released:
+        return
+    try:
+        key = _plan_key(graph, name, static_parts(graph, name), keys, reused)
+        if not isinstance(key, CacheKey):
+            return
+        value, found, _ = _get(cache, name, key)
+        if found and _fingerprint(value) == _fingerprint(record.value):
+            keys[name] = key
+    except (UnfingerprintableInputError, SerializationError):
+        return  # no stable fingerprint: consumers fingerprint the value (or refuse it)
 
 
 def _plan_key(
@@ -236,11 +267,15 @@ class CacheRun:
         self.pending: dict[str, CacheKey] = {}  # ready/running task → key to write back under
         # task → what its succeeded record's reason says about caching
         self.notes: dict[str, str] = {**plan.uncacheable, **plan.misses}
+        # A simulation (``flowplan.simulate``) looks up but never writes: its values are
+        # scripted, not computed.
+        self.read_only = False
 
     def seed(self, reused: Mapping[str, TaskRecord]) -> None:
-        """Register the plan's cache hits (their keys feed downstream keys)."""
-        for name, record in reused.items():
-            if record.cached and name in self.plan.keys:
+        """Register the keys of reused values (hits, and values the cache holds under their
+        key): they feed downstream keys."""
+        for name in reused:
+            if name in self.plan.keys:
                 self.actual[name] = self.plan.keys[name]
 
     def _key(self, name: str, records: Mapping[str, TaskRecord]) -> CacheKey:
@@ -249,8 +284,8 @@ class CacheRun:
             record = records.get(dep)
             if dep in self.actual and record is not None and record.succeeded:
                 parts[f"upstream:{dep}"] = self.actual[dep].digest
-            else:
-                value = record.value if record is not None else None
+            else:  # what the body receives: None for a dependency that did not succeed
+                value = record.value if record is not None and record.succeeded else None
                 parts[f"input:{dep}"] = _fingerprint_input(name, dep, value)
         context = self.graph.specs[name].context_param
         if context is not None:
@@ -290,6 +325,9 @@ class CacheRun:
         if key is None:
             return note
         self.actual[name] = key  # the key describes the value, stored or not
+        if self.read_only:
+            why = "not stored: a simulated (scripted) result is never written to the cache"
+            return f"{note}; {why}" if note else why
         try:
             self.cache.put(name, key, record.value)
         except SerializationError as exc:

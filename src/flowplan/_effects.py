@@ -126,7 +126,7 @@ def check_store(plan: Plan, store: object | None) -> frozenset[str]:
             f"task {first!r} has effect='at_most_once', but the store {type(store).__name__} "
             "cannot record that an attempt started (it keeps finished results only): a crash "
             "mid-attempt would go unnoticed and the task would silently run twice. Expected a "
-            "store that records starts (SqliteStateStore, InMemoryStateStore). Fix: use "
+            "store that records starts (SqliteStateStore, MemoryStore). Fix: use "
             "SqliteStateStore, or declare effect='idempotent' if running twice is harmless",
             option="effect",
             value="at_most_once",

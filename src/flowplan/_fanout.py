@@ -1,7 +1,7 @@
 """Dynamic fan-out: one element instance per element of an upstream value, made at run time.
 
 Place in the data flow: spec (``fan_out=``) → **graph** (:func:`check_fan_out`) → **plan**
-(:func:`prior_elements`: which element records of an earlier run are reused) → **interpreter**
+(``_fanout_plan``: which element records of an earlier run are reused or in doubt) → **interpreter**
 (:class:`FanOut`, owned by the scheduling machine ``_machine._Run`` only when the graph has a
 fan-out task) → snapshot. When a fan-out task ``process`` becomes ready, :meth:`FanOut.expand`
 reads its upstream value and, instead of handing ``process`` to a driver, hands out element
@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Container, Iterable, Mapping, Set
+from collections.abc import Iterable, Mapping, Set
 from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from flowplan._effects import SETTLE_HINT
 from flowplan._suggest import did_you_mean
 from flowplan.errors import (
     DefinitionError,
@@ -32,25 +33,25 @@ from flowplan.events import (
     TaskCancelled,
     TaskEvent,
     TaskFailed,
+    TaskInDoubt,
     TaskReleased,
     TaskReused,
     TaskStarted,
     TaskSucceeded,
 )
-from flowplan.snapshot import ErrorInfo, TaskRecord, TaskStatus
+from flowplan.snapshot import ErrorInfo, TaskStatus
 from flowplan.spec import TaskSpec
 
 if TYPE_CHECKING:
     from flowplan._machine import _Run
-    from flowplan.graph import TaskGraph
 
 __all__ = [
     "FanOut",
     "check_fan_out",
     "element_key",
     "element_name",
+    "element_spec",
     "origin",
-    "prior_elements",
 ]
 
 _SUCCEEDED = TaskStatus.SUCCEEDED
@@ -66,6 +67,14 @@ def element_key(parent_key: str | None, index: int) -> str | None:
     if parent_key is None:
         return None
     return hashlib.sha256(f"{parent_key}\x00fan-out\x00{index}".encode()).hexdigest()
+
+
+def element_spec(spec: TaskSpec[..., Any], name: str) -> TaskSpec[..., Any]:
+    """The plain spec of element ``name`` of fan-out task ``spec``: every option of ``spec``
+    but ``fan_out`` (a :class:`TaskSpec`, never a ``MappedTaskSpec``), values kept."""
+    fields = {a.name: getattr(spec, a.name) for a in attrs.fields(TaskSpec) if a.init}
+    fields.update(name=name, fan_out=None, retain_result=True)
+    return TaskSpec(**fields)
 
 
 def origin(run: _Run, name: str) -> str:
@@ -123,56 +132,6 @@ def check_fan_out(
                 task=spec.name,
             )
         )
-
-
-def prior_elements(
-    graph: TaskGraph,
-    records: Mapping[str, TaskRecord],
-    reuse: Mapping[str, TaskRecord],
-    to_run: Iterable[str],
-    step_keys: Mapping[str, str],
-    *,
-    rerun: Container[str] = (),
-) -> dict[str, TaskRecord]:
-    """The element records of an earlier run that a resumed fan-out task reuses.
-
-    A fan-out task that runs again reuses its succeeded (unreleased) element records when every
-    dependency it has is reused from that run as it was (not overridden, not rerun) and it is
-    not rerun itself: then its upstream value, and so each element's input, is unchanged. With
-    step keys, an element record must also carry the element's current key.
-
-    Args:
-        graph: the graph planned.
-        records: the earlier snapshot's records.
-        reuse: the plan's reused records (name → record).
-        to_run: the names the plan runs.
-        step_keys: the current step keys (may be empty).
-        rerun: the tasks the plan reruns on request (their elements all run again).
-
-    Returns:
-        element name → the record to reuse.
-    """
-    fan_out = graph.fan_out_tasks()
-    prior: dict[str, TaskRecord] = {}
-    if not fan_out or not records:
-        return prior
-    for parent in to_run:
-        if parent not in fan_out or parent in rerun:
-            continue
-        preds = graph.predecessors[parent]
-        if not all(p in reuse and not reuse[p].overridden for p in preds):
-            continue
-        key = step_keys.get(parent)
-        index = 0
-        while (record := records.get(element_name(parent, index))) is not None:
-            if (
-                record.status is _SUCCEEDED
-                and record.has_value
-                and (key is None or record.step_key == element_key(key, index))
-            ):
-                prior[record.name] = record
-            index += 1
-    return prior
 
 
 def _items(spec: TaskSpec[..., Any], upstream: str, value: object) -> list[Any]:
@@ -267,7 +226,6 @@ class FanOut:
         start: list[str] = []
         prior = run.plan.elements
         parent_key = self.keys.get(parent)
-        element_spec = spec if spec.retain_result else attrs.evolve(spec, retain_result=True)
         for index, item in enumerate(items):
             name = element_name(parent, index)
             members.append(name)
@@ -283,7 +241,7 @@ class FanOut:
                 if run.dispatch:
                     run.dispatch(TaskReused(run.run_id, run.clock(), name, earlier))
                 continue
-            self.specs[name] = attrs.evolve(element_spec, name=name, fan_out=None)
+            self.specs[name] = element_spec(spec, name)
             self.preds[name] = self.preds[parent]
             self.succs[name] = ()
             self.inputs[name] = self.inputs[parent]
@@ -291,7 +249,11 @@ class FanOut:
             start.append(name)
         self.members[parent] = members
         self.left[parent] = len(start)
+        if run.budget is not None:  # its elements are the tasks executed in its place
+            run.budget.add_tasks(len(start) - 1)
         if start:
+            if parent in run.durable_starts:  # each at_most_once element records its start
+                run.durable_starts = run.durable_starts | set(start)
             self._account(parent, start)
             return start
         return self._close(parent)
@@ -338,8 +300,20 @@ class FanOut:
         duration = (time.perf_counter() - self.opened.pop(parent)) * 1000
         failed = [r.name for r in records if r.status is TaskStatus.FAILED]
         cancelled = [r for r in records if r.status is TaskStatus.CANCELLED]
+        doubt = [r.name for r in records if r.status is TaskStatus.IN_DOUBT]
         event: TaskEvent
-        if failed:
+        if doubt and not failed:
+            shown = ", ".join(map(repr, doubt[:5])) + (" …" if len(doubt) > 5 else "")
+            event = TaskInDoubt(
+                run.run_id,
+                run.clock(),
+                parent,
+                1,
+                f"{len(doubt)} of {len(records)} element(s) of fan-out task {parent!r} are in "
+                f"doubt: {shown}; {SETTLE_HINT} (override or rerun= of {parent!r} settles "
+                "them all)",
+            )
+        elif failed:
             shown = ", ".join(map(repr, failed[:5])) + (" …" if len(failed) > 5 else "")
             message = (
                 f"{len(failed)} of {len(records)} element(s) of fan-out task {parent!r} "

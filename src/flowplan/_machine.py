@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import attrs
 
 from flowplan._cache_plan import CacheRun
-from flowplan._effects import check_store, forget_lineage, register_lineage
+from flowplan._effects import check_store, forget_lineage, in_doubt_reason, register_lineage
 from flowplan._fanout import FanOut
 from flowplan._program import (
     RunBudget,
@@ -34,6 +34,7 @@ from flowplan.events import (
     TaskCancelled,
     TaskEvent,
     TaskFailed,
+    TaskInDoubt,
     TaskReleased,
     TaskReused,
     TaskSkipped,
@@ -122,7 +123,11 @@ class _Run:
         to_run = plan.to_run
         run_set = set(to_run)
         self.run_set = run_set
-        self.waiting = {n: sum(p in run_set for p in graph.predecessors[n]) for n in to_run}
+        preds = graph.predecessors
+        if len(run_set) == len(graph.specs):  # a fresh full run: every dependency runs
+            self.waiting = {n: len(preds[n]) for n in to_run}
+        else:
+            self.waiting = {n: sum(p in run_set for p in preds[n]) for n in to_run}
         self.unfinished = len(to_run)
         self.main_left = sum(1 for n in to_run if n not in graph.detached)
         self.held: list[str] = []
@@ -168,6 +173,8 @@ class _Run:
         """Apply a task event; return the names that became ready to run."""
         name = event.task
         old = self.records.get(name)
+        if old is None and type(event) is TaskCancelled and self.plan.in_doubt:
+            event = self._keep_doubt(event) or event  # cancelled on start (should_cancel)
         released = isinstance(event, TaskReleased)
         if (
             old is not None
@@ -240,28 +247,35 @@ class _Run:
         detached = name in graph.detached
         if not detached:
             self.main_left -= 1
-        if record.status is TaskStatus.SUCCEEDED:
+        if record.status is _SUCCEEDED:
             at_zero = self.at_zero
+            waiting = self.waiting
+            records = self.records
+            chained = self.chain_next.get(name) if self.chain_next else None
             for succ in graph.successors[name]:
-                if succ in self.waiting:
-                    left = self.waiting[succ] - 1
-                    self.waiting[succ] = left
-                    if (
-                        left == 0
-                        and succ not in self.records
-                        and self.chain_next.get(name) != succ  # its worker runs it already
-                    ):
-                        if at_zero and succ in at_zero:
-                            ready.extend(self._trigger(succ))
-                        else:
-                            ready.append(succ)
-            if name in self.consumers_left and self.consumers_left[name] == 0:
-                self._release(name)
-            for pred in graph.predecessors[name]:
-                if pred in self.consumers_left:
-                    self.consumers_left[pred] -= 1
-                    if self.consumers_left[pred] == 0:
-                        self._release(pred)
+                left = waiting.get(succ)
+                if left is None:  # not planned to run
+                    continue
+                left -= 1
+                waiting[succ] = left
+                if (
+                    left == 0
+                    and succ not in records
+                    and succ != chained  # its worker runs it already
+                ):
+                    if at_zero and succ in at_zero:
+                        ready.extend(self._trigger(succ))
+                    else:
+                        ready.append(succ)
+            consumers_left = self.consumers_left
+            if consumers_left:  # some value may be released (retain_result=False)
+                if name in consumers_left and consumers_left[name] == 0:
+                    self._release(name)
+                for pred in graph.predecessors[name]:
+                    if pred in consumers_left:
+                        consumers_left[pred] -= 1
+                        if consumers_left[pred] == 0:
+                            self._release(pred)
         else:
             root = record.root_cause or name
             verb = record.status.value
@@ -320,8 +334,9 @@ class _Run:
         try:
             while work:
                 name = work.pop()
-                if self.fatal is not None or self.stopped is not None:
-                    out.append(name)  # the driver cancels it (or runs a survivor)
+                stopped = self.stopped is not None and name not in self.survivors
+                if self.fatal is not None or stopped:
+                    out.append(name)  # the driver cancels it
                     continue
                 found = caching.lookup(name, self.records, self.step_keys.get(name))
                 if found is None:
@@ -407,7 +422,23 @@ class _Run:
         self._record_terminal(name, TaskSkipped(self.run_id, self.clock(), name, reason, root))
         return self._skip_downstream(name, root, TaskStatus.SKIPPED.value)
 
-    def _record_terminal(self, name: str, event: TaskSkipped | TaskCancelled) -> None:
+    def _keep_doubt(self, event: TaskSkipped | TaskCancelled) -> TaskInDoubt | None:
+        """A skip or cancellation of a task planned IN_DOUBT leaves it in doubt (else None).
+
+        Its earlier attempt may have taken effect and nothing settled it in this run, so its
+        record must stay IN_DOUBT (a SKIPPED or CANCELLED record would let the next resume run
+        it again silently).
+        """
+        earlier = self.plan.in_doubt.get(event.task)
+        if earlier is None:
+            return None
+        why = self._doubt(event.task)  # an in-doubt element has no decision of its own
+        reason = f"{why}; not settled in this run ({event.reason})"
+        return TaskInDoubt(self.run_id, event.time, event.task, earlier.attempts, reason)
+
+    def _record_terminal(self, name: str, skip: TaskSkipped | TaskCancelled) -> None:
+        doubt = self._keep_doubt(skip) if self.plan.in_doubt else None
+        event = skip if doubt is None else doubt
         record = advance(self.records.get(name), event)
         self.records[name] = record
         if self.store is not None:
@@ -567,9 +598,19 @@ class _Run:
             budget=self.budget,
             seed=self.seed,
             in_doubt=self.plan.in_doubt.get(name),
-            in_doubt_reason=self.plan.decisions[name].reason if name in self.plan.in_doubt else "",
+            in_doubt_reason=self._doubt(name),
         )
         return prog, kwargs
+
+    def _doubt(self, name: str) -> str:
+        """Why the plan found ``name`` in doubt (an element: from its record), else ``""``."""
+        plan = self.plan
+        earlier = plan.in_doubt.get(name)
+        if earlier is None:
+            return ""
+        if name in plan.decisions:
+            return plan.decisions[name].reason
+        return in_doubt_reason(self.graph.specs[name], earlier) or ""
 
     def durable_start(self, name: str, attempt: int) -> None:
         """Before an ``at_most_once`` attempt's body runs: commit its start to the store.
@@ -605,7 +646,7 @@ class _Run:
             old = self.records.get(name)  # None: pending, or running on a quiet fast path
             if old is None and name in self.running:
                 old = TaskRecord(name, _RUNNING, 1)
-            event: TaskFailed | TaskCancelled
+            event: TaskFailed | TaskCancelled | TaskInDoubt
             if old is not None and old.status is _RUNNING:
                 reason = f"{why} while it ran; it runs again on resume" + (
                     "" if name not in self.durable_starts else " unless it is in doubt"
@@ -613,6 +654,7 @@ class _Run:
                 event = TaskFailed(self.run_id, self.clock(), name, old.attempts, info, reason)
             elif old is None or old.status is _PENDING:
                 event = TaskCancelled(self.run_id, self.clock(), name, why, self.fatal_in or name)
+                event = self._keep_doubt(event) or event
             else:
                 continue
             record = advance(old, event)
@@ -643,12 +685,14 @@ class _Run:
         lineage = None if self.lineage == self.run_id else self.lineage
         snapshot = Snapshot(self.run_id, records, lineage_id=lineage)
         forget_lineage(self.run_id)
-        counts: dict[str, int] = collections.Counter(r.status.value for r in self.records.values())
-        failed = any(
-            rec.status in (TaskStatus.FAILED, TaskStatus.CANCELLED, TaskStatus.IN_DOUBT)
-            for name, rec in self.records.items()
-            if name not in self.graph.detached
-        )
+        by_status = collections.Counter([r.status for r in records.values()])
+        counts = {status.value: count for status, count in by_status.items()}
+        bad = (TaskStatus.FAILED, TaskStatus.CANCELLED, TaskStatus.IN_DOUBT)
+        detached = self.graph.detached
+        if detached:
+            failed = any(rec.status in bad for name, rec in records.items() if name not in detached)
+        else:
+            failed = any(by_status[status] for status in bad)
         status = "failed" if failed else "succeeded"
         duration = (time.perf_counter() - self.started) * 1000
         if self.store is not None:

@@ -266,9 +266,20 @@ class RunBudget:
 
     def __init__(self, budget: RetryBudget, *, tasks: int) -> None:
         self.budget = budget
+        self.tasks = tasks
         self.limit = budget.limit(tasks=tasks)
         self.used = 0
         self._lock = threading.Lock()
+
+    def add_tasks(self, count: int) -> None:
+        """Count ``count`` more executed tasks (negative: fewer), and resize the limit.
+
+        A fan-out task opening ``n`` element instances adds ``n - 1``: its elements are the
+        tasks executed in its place, so a ``ratio=`` budget grows with them.
+        """
+        with self._lock:
+            self.tasks = max(self.tasks + count, 0)
+            self.limit = self.budget.limit(tasks=self.tasks)
 
     def take(self) -> bool:
         """Take one retry from the budget; ``False`` when it is spent."""

@@ -27,7 +27,7 @@ from typing import Protocol, runtime_checkable
 
 import attrs
 
-from flowplan.errors import DefinitionError, StoreError
+from flowplan.errors import DefinitionError, InvalidOptionError, StoreError
 from flowplan.keys import CacheKey
 from flowplan.store._serializers import JsonSerializer, ResultSerializer
 
@@ -170,6 +170,30 @@ class ResultCache(Protocol):
         ...
 
 
+def _options(owner: str, serializer: object, strict: object) -> tuple[ResultSerializer, bool]:
+    """Check a cache's options; return the serializer (default JSON) and ``strict``.
+
+    Raises:
+        InvalidOptionError: ``serializer`` is not a ResultSerializer or ``strict`` not a bool.
+    """
+    if serializer is not None and not isinstance(serializer, ResultSerializer):
+        raise InvalidOptionError(
+            f"{owner}(serializer=...) expects a ResultSerializer (dumps, loads), got "
+            f"{serializer!r} ({type(serializer).__name__}); pass flowplan.JsonSerializer() or "
+            "flowplan.PickleSerializer()",
+            option="serializer",
+            value=serializer,
+        )
+    if not isinstance(strict, bool):
+        raise InvalidOptionError(
+            f"{owner}(strict=...) expects True or False, got {strict!r} "
+            f"({type(strict).__name__}); pass strict=True to make unfingerprintable inputs errors",
+            option="strict",
+            value=strict,
+        )
+    return serializer or JsonSerializer(), strict
+
+
 class MemoryCache:
     """A result cache in this process's memory (values are stored serialized, so they are
     copies: a consumer mutating a reused value never changes the cache).
@@ -177,11 +201,13 @@ class MemoryCache:
     Args:
         serializer: how values become bytes (default :class:`~flowplan.JsonSerializer`).
         strict: an input that cannot be fingerprinted is a plan-time error.
+
+    Raises:
+        InvalidOptionError: ``serializer`` is not a ResultSerializer or ``strict`` not a bool.
     """
 
     def __init__(self, *, serializer: ResultSerializer | None = None, strict: bool = False) -> None:
-        self._serializer: ResultSerializer = serializer or JsonSerializer()
-        self._strict = bool(strict)
+        self._serializer, self._strict = _options("MemoryCache", serializer, strict)
         self._entries: dict[tuple[str, str], tuple[Mapping[str, str], bytes, float]] = {}
         self._latest: dict[str, str] = {}
         self._lock = threading.Lock()
@@ -249,6 +275,7 @@ class SqliteCache:
 
     Raises:
         StoreError: the file cannot be opened as a cache database.
+        InvalidOptionError: ``serializer`` is not a ResultSerializer or ``strict`` not a bool.
     """
 
     def __init__(
@@ -258,9 +285,8 @@ class SqliteCache:
         serializer: ResultSerializer | None = None,
         strict: bool = False,
     ) -> None:
+        self._serializer, self._strict = _options("SqliteCache", serializer, strict)
         self.path = Path(path)
-        self._serializer: ResultSerializer = serializer or JsonSerializer()
-        self._strict = bool(strict)
         self._lock = threading.Lock()
         try:
             self._conn = sqlite3.connect(

@@ -18,6 +18,7 @@ from flowplan.spec import (
     Dependency,
     Effect,
     Isolation,
+    MappedTaskSpec,
     OptionalDependency,
     TaskSpec,
     TriggerRule,
@@ -95,6 +96,39 @@ def _or(value: Any, default: Any) -> Any:
 
 @overload
 def task(fn: Callable[P, R], /) -> TaskSpec[P, R]: ...
+
+
+@overload
+def task(
+    fn: None = None,
+    /,
+    *,
+    depends_on: Sequence[TaskSpec[..., Any] | str | OptionalDependency] | None = None,
+    retry: int = 0,
+    retry_backoff_base_ms: float = 1000,
+    retry_max_backoff_ms: float = 30_000,
+    retry_jitter: float = 0.0,
+    retry_on: type[BaseException] | Sequence[type[BaseException]] = (Exception,),
+    give_up_on: type[BaseException] | Sequence[type[BaseException]] = (),
+    retry_max_elapsed_s: float | None = None,
+    retry_policy: RetryPolicy | None = None,
+    timeout_s: float | None = None,
+    name: str | None = None,
+    detached: bool = False,
+    when: Callable[..., object] | None = None,
+    validate: Callable[..., object] | None = None,
+    retry_until: Callable[[Any], object] | None = None,
+    retain_result: bool = True,
+    version: str | None = None,
+    registry: Registry | None = None,
+    idempotent: bool = False,
+    trigger: TriggerRule = "all_succeeded",
+    effect: Effect | None = None,
+    reconcile: Callable[..., object] | None = None,
+    cache: bool = False,
+    isolation: Isolation | None = None,
+    fan_out: TaskSpec[..., Any] | str,
+) -> Callable[[Callable[P, R]], MappedTaskSpec[P, R]]: ...
 
 
 @overload
@@ -204,7 +238,8 @@ def task(
             task's value is the list of their values, in order (see docs/fan-out.md).
 
     Returns:
-        A :class:`TaskSpec` (bare use) or a decorator producing one.
+        A :class:`TaskSpec` (bare use) or a decorator producing one; with ``fan_out=`` a
+        :class:`MappedTaskSpec`, whose value (``Snapshot.value``) is typed ``list[R]``.
 
     Raises:
         InvalidOptionError: an option is out of range (e.g. ``retry=-1``), or
@@ -245,7 +280,8 @@ def task(
                 value=func,
             )
         deps = tuple(_dependency(ref, task_name) for ref in (depends_on or ()))
-        spec: TaskSpec[P, R] = TaskSpec(
+        kind = TaskSpec if fan_out is None else MappedTaskSpec  # a fan-out value is a list
+        spec: TaskSpec[P, R] = kind(
             name=task_name,
             fn=func,
             deps=deps,

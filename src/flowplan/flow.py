@@ -33,7 +33,7 @@ from flowplan.policies import RetryBudget
 from flowplan.registry import Registry
 from flowplan.report import root_cause_lines
 from flowplan.snapshot import Snapshot, TaskRecord, TaskStatus
-from flowplan.spec import TaskSpec
+from flowplan.spec import MappedTaskSpec, TaskSpec
 from flowplan.store._journal import JournalStore
 from flowplan.store._protocol import StateStore
 
@@ -64,6 +64,7 @@ class StepState(enum.Enum):
 
 
 _STATES = {status: StepState(status.value) for status in TaskStatus}
+_EXPLAINED = (StepState.SKIPPED, StepState.CANCELLED, StepState.IN_DOUBT)
 
 
 @attrs.frozen
@@ -359,6 +360,12 @@ class Flow:
         """The latest run's :class:`~flowplan.snapshot.Snapshot` (without pending overrides)."""
         return self._snapshot
 
+    # A fan-out task's value is the list of its elements' values: MappedTaskSpec (a TaskSpec
+    # subclass) comes first, so it wins over the TaskSpec overloads below.
+    @overload
+    def value(self, task: MappedTaskSpec[..., Coroutine[Any, Any, T]]) -> list[T]: ...
+    @overload
+    def value(self, task: MappedTaskSpec[..., T]) -> list[T]: ...
     @overload
     def value(self, task: TaskSpec[..., Coroutine[Any, Any, T]]) -> T: ...
     @overload
@@ -405,7 +412,7 @@ class Flow:
                 line += f" err={record.error}{kind}"
             elif result.state is StepState.FAILED and result.error is not None:
                 line += f" err={result.error}"
-            if result.state in (StepState.SKIPPED, StepState.CANCELLED) and result.reason:
+            if result.state in _EXPLAINED and result.reason:  # why it did not succeed
                 cause = result.root_cause
                 root = f" (root cause: {cause!r})" if cause and cause != name else ""
                 line += f" {result.state.value}: {result.reason}{root}"

@@ -220,6 +220,65 @@ def _run_inline(run: _Run) -> None:
             raise RuntimeError(f"flowplan bug: {run.unfinished} task(s) can never become ready")
 
 
+def _run_inline_quiet(run: _Run) -> None:
+    """:func:`_run_inline` for quiet runs (no hooks, no store): a plain task's success is
+    applied as soon as its body returns, with no ``_Done`` item and no queue hop.
+
+    The same order and records as :func:`_run_inline` (which applies each ``_Done`` before
+    starting the next task); failures, gates, retries and stopped runs take the general paths.
+    An interrupt outside a task body (e.g. Ctrl-C between tasks) ends the run through
+    :meth:`_Run.abort`, so every task is recorded.
+    """
+    events: collections.deque[TaskEvent | _Done] = collections.deque()
+    emit = events.append
+    plain = run.plain
+    specs = run.graph.specs
+    clock = run.clock
+    done = run.done
+    kwargs_of = run.kwargs
+    running = run.running
+    run_id = run.run_id
+    perf_counter = time.perf_counter
+    current = _current
+    ready = collections.deque(run.start())
+    try:
+        while run.unfinished > 0:
+            if events:
+                item = events.popleft()
+                if type(item) is tuple:
+                    ready.extend(run.done(*item))
+                else:
+                    assert not isinstance(item, tuple)
+                    ready.extend(run.apply(item))
+                continue
+            if not ready:  # pragma: no cover - a scheduling bug must not pass as a hang
+                raise RuntimeError(f"flowplan bug: {run.unfinished} task(s) can never become ready")
+            name = ready.popleft()
+            if name not in plain:
+                _job(run, name, emit)
+                continue
+            if run.stopped is not None or run.fatal is not None:
+                _plain_job(run, name, emit)  # it records the cancellation
+                continue
+            kwargs = kwargs_of(name)
+            started_at = clock()
+            running.add(name)
+            token = current.set((run_id, name))  # current_attempt() builds the context
+            start = perf_counter()
+            try:
+                value = specs[name].fn(**kwargs)
+            except BaseException as exc:
+                duration = (perf_counter() - start) * 1000
+                current.reset(token)
+                _plain_failed(run, name, started_at, Raised(exc, duration), emit)
+                continue
+            duration = (perf_counter() - start) * 1000
+            current.reset(token)
+            ready.extend(done(name, started_at, clock(), value, duration))
+    except BaseException as exc:  # outside any body: record every task, then re-raise
+        run.abort(exc)
+
+
 def execute(
     plan: Plan,
     *,
@@ -291,7 +350,10 @@ def execute(
     pool: Executor = executor or ThreadPoolExecutor(max_workers, thread_name_prefix="flowplan")
     if isinstance(pool, InlineExecutor):
         try:
-            _run_inline(run)
+            if run.quiet:
+                _run_inline_quiet(run)
+            else:
+                _run_inline(run)
         finally:
             if owned:
                 pool.shutdown(wait=False)

@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from flowplan._effects import in_doubt_reason
-from flowplan._fanout import prior_elements
+from flowplan._fanout_plan import doubtful_elements, prior_elements
 from flowplan._liveness import check_liveness
-from flowplan.errors import UnknownTaskError
+from flowplan.errors import InvalidOptionError, UnknownTaskError
 from flowplan.graph import TaskGraph
 from flowplan.snapshot import Snapshot, TaskRecord, TaskStatus
 from flowplan.spec import TaskSpec
@@ -76,7 +76,8 @@ class Plan:
         reused: name → the record carried into the run (succeeded earlier or overridden).
         to_run: the names the run schedules (RUN and IN_DOUBT), in topological order.
         step_keys: name → step key when keys are in use (journal, cache), else empty.
-        in_doubt: name → the earlier record of each IN_DOUBT task.
+        in_doubt: name → the earlier record of each IN_DOUBT task, and of each in-doubt
+            element (``process[2]``) of an ``at_most_once`` fan-out task that runs again.
         lineage_id: the id of the first run of this chain of resumes (``run_id`` for a fresh
             run); idempotency keys derive from it.
         elements: element name (``process[2]``) → the earlier record a resumed fan-out task
@@ -183,7 +184,8 @@ def plan(
 
     An ``effect="at_most_once"`` task whose earlier record shows a started attempt with no
     outcome (RUNNING, FAILED as crashed/interrupted/timed out, or IN_DOUBT) is planned
-    ``IN_DOUBT`` unless it is overridden or in ``rerun``.
+    ``IN_DOUBT`` unless it is overridden or named in ``rerun`` (rerunning a task upstream of
+    it leaves it in doubt).
 
     Returns:
         The :class:`Plan`.
@@ -192,6 +194,7 @@ def plan(
         UnknownTaskError: a target, rerun or override names no task ("did you mean ...").
         UnfingerprintableInputError: with a strict cache, an input known at plan time has no
             stable fingerprint.
+        InvalidOptionError: ``cache`` is not a :class:`~flowplan.cache.ResultCache`.
     """
     target_names = None if targets is None else [_name(t) for t in targets]
     rerun_names = [_name(t) for t in rerun]
@@ -223,28 +226,38 @@ def plan(
                 step_key=key,
             )
             decisions[name] = Decision(name, Action.REUSE, "overridden with a supplied value")
-        elif name in rerun_closure:
+        elif name in rerun_closure and (
+            name in rerun_names  # "it did not take effect": only asked by name
+            or graph.specs[name].fan_out is not None
+            or (doubt := in_doubt_reason(graph.specs[name], record)) is None
+        ):
             why = "rerun requested" if name in rerun_names else "an upstream task is rerun"
             decisions[name] = Decision(name, Action.RUN, why)
+        elif name in rerun_closure:  # in doubt below a rerun task: still not run silently
+            assert record is not None
+            in_doubt[name] = record
+            why = f"{doubt}; an upstream task is rerun, but only rerun=[{name!r}] runs it again"
+            decisions[name] = Decision(name, Action.IN_DOUBT, why)
         elif record is not None and record.status is TaskStatus.SUCCEEDED:
             if key is not None and record.step_key is not None and record.step_key != key:
                 decisions[name] = Decision(
                     name, Action.RUN, "its code, version or an upstream step changed"
                 )
             else:
-                source = "journal" if record.cached else "an earlier run"
+                source = "an earlier run"
+                if record.cached:  # a result-cache hit has a reason; a journal replay has none
+                    source = f"{source} ({record.reason})" if record.reason else "journal"
                 reused[name] = record
                 decisions[name] = Decision(name, Action.REUSE, f"succeeded in {source}")
-        elif (doubt := in_doubt_reason(graph.specs[name], record)) is not None:
+        elif (
+            graph.specs[name].fan_out is None  # a fan-out task's elements are judged instead
+            and (doubt := in_doubt_reason(graph.specs[name], record)) is not None
+        ):
             assert record is not None
             in_doubt[name] = record
             decisions[name] = Decision(name, Action.IN_DOUBT, doubt)
         else:
             decisions[name] = Decision(name, Action.RUN, _previous_reason(record))
-
-    cache_plan = None
-    if cache is not None:
-        cache_plan = _apply_cache(graph, cache, decisions, reused, rerun=rerun_closure, keys=keys)
 
     # A released value (retain_result=False) cannot feed a task that runs: recompute it.
     for name in reversed(graph.order):
@@ -263,13 +276,21 @@ def plan(
                     f"its value was released (retain_result=False) and {consumers[0]!r} needs it",
                 )
 
+    # After the released values: a task recomputed for its consumers may be a cache hit.
+    cache_plan = None
+    if cache is not None:
+        cache_plan = _apply_cache(graph, cache, decisions, reused, rerun=rerun_closure, keys=keys)
+
     scheduled = (Action.RUN, Action.IN_DOUBT)  # an in-doubt task is settled in the run
     to_run = tuple(n for n in graph.order if decisions[n].action in scheduled)
     check_liveness(graph, to_run, reused)  # no task can wait forever (raises on a bug)
     new_id = run_id if run_id is not None else uuid.uuid4().hex
     elements = prior_elements(graph, records, reused, to_run, keys, rerun=rerun_closure)
     if elements:
-        _note_elements(decisions, elements)
+        _note_elements(decisions, elements, "that succeeded earlier are reused")
+    if doubtful := doubtful_elements(graph, records, to_run, rerun=rerun_closure):
+        _note_elements(decisions, doubtful, "are in doubt (at_most_once)")
+        in_doubt.update(doubtful)
     return Plan(
         graph=graph,
         run_id=new_id,
@@ -280,8 +301,20 @@ def plan(
         elements=MappingProxyType(elements),
         cache_plan=cache_plan,
         in_doubt=MappingProxyType(in_doubt),
-        lineage_id=snapshot.lineage if snapshot is not None else new_id,
+        lineage_id=_lineage(snapshot, new_id),
     )
+
+
+def _lineage(snapshot: Snapshot | None, new_id: str) -> str:
+    """The lineage a plan continues: the snapshot's, or ``new_id`` for a fresh run.
+
+    A journal replay (``JournalStore.load``: run id ``"journal"``) is no run of its own: it
+    holds steps of any earlier run, so planning from it starts a new lineage (else every run
+    replayed from a journal would share one lineage, hence one idempotency key per input).
+    """
+    if snapshot is None or (snapshot.run_id == "journal" and snapshot.lineage_id is None):
+        return new_id
+    return snapshot.lineage
 
 
 def _apply_cache(
@@ -296,7 +329,18 @@ def _apply_cache(
     """Look cache-eligible tasks up (see :func:`flowplan._cache_plan.plan_cache`): a hit turns
     a *run* decision into *reuse*; a miss or a later lookup is added to the run's reason."""
     from flowplan._cache_plan import plan_cache  # lazily: cache → store → plan is a cycle
+    from flowplan.cache import ResultCache
 
+    given: object = cache  # typed as a ResultCache, but plan() is called with anything
+    if not isinstance(given, ResultCache):
+        path = repr(cache) if isinstance(cache, str) else "path"
+        fix = f"flowplan.SqliteCache({path})"
+        raise InvalidOptionError(
+            "plan(cache=...) expects a ResultCache (strict, get, put, latest), got "
+            f"{cache!r} ({type(cache).__name__}); pass {fix} or flowplan.MemoryCache()",
+            option="cache",
+            value=cache,
+        )
     to_run = [n for n, d in decisions.items() if d.action is Action.RUN]
     cache_plan, hits, reasons = plan_cache(
         graph, cache, run=to_run, reused=reused, rerun=rerun, step_keys=keys
@@ -309,8 +353,10 @@ def _apply_cache(
     return cache_plan
 
 
-def _note_elements(decisions: dict[str, Decision], elements: Mapping[str, TaskRecord]) -> None:
-    """Say in a fan-out task's reason how many of its elements are reused."""
+def _note_elements(
+    decisions: dict[str, Decision], elements: Mapping[str, TaskRecord], what: str
+) -> None:
+    """Say in a fan-out task's reason how many of its elements are reused (or in doubt)."""
     counts: dict[str, int] = {}
     for name in elements:
         parent = name.rpartition("[")[0]
@@ -319,5 +365,5 @@ def _note_elements(decisions: dict[str, Decision], elements: Mapping[str, TaskRe
         decision = decisions[parent]
         decisions[parent] = attrs.evolve(
             decision,
-            reason=f"{decision.reason}; {count} element(s) that succeeded earlier are reused",
+            reason=f"{decision.reason}; {count} element(s) {what}",
         )

@@ -174,7 +174,8 @@ class RetryBudget:
     One counter is shared by every task of a run. Each retry takes one unit; once the budget
     is spent, a failing attempt fails for good with a reason naming the budget. The limit is
     ``max_retries``, or ``ratio`` x the number of tasks the run executes (rounded down), or
-    the smaller of the two when both are given.
+    the smaller of the two when both are given. A fan-out task counts as the element
+    instances it runs (counted as they are created, so the limit grows during the run).
 
     Args:
         max_retries: at most this many retries in the run.

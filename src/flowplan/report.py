@@ -292,7 +292,11 @@ def format_table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
 
 def _detail(record: TaskRecord, reused: bool) -> str:
     if reused:
-        return "overridden" if record.overridden else "reused from an earlier run"
+        if record.overridden:
+            return "overridden"
+        if record.cached and record.reason:  # a result-cache hit says so
+            return record.reason
+        return "reused from an earlier run"
     if record.status is TaskStatus.FAILED:
         text = str(record.error) if record.error is not None else (record.reason or "")
         return text.strip().splitlines()[0] if text.strip() else ""
@@ -302,8 +306,8 @@ def _detail(record: TaskRecord, reused: bool) -> str:
         if record.root_cause and record.root_cause not in first:
             first += f" (root cause: {record.root_cause})"
         return first
-    if record.cached:
-        return "replayed from the journal"
+    if record.cached:  # a result-cache hit says so in its reason; a journal replay has none
+        return record.reason or "replayed from the journal"
     return ""
 
 

@@ -17,6 +17,7 @@ from typing import Any, TypeAlias
 
 import attrs
 
+from flowplan._fanout import element_name, origin
 from flowplan._machine import _Run
 from flowplan._program import Outcome, Raised, Returned, TimedOut, run_program
 from flowplan._suggest import did_you_mean
@@ -126,7 +127,8 @@ def _steps(plan: Plan, script: Script) -> dict[str, tuple[Step, ...]]:
     for key, given in script.items():
         outcome: object = given
         name: object = key.name if isinstance(key, TaskSpec) else key
-        if not isinstance(name, str) or name not in specs:
+        task = _scripted_task(plan, name)
+        if not isinstance(name, str) or task is None:
             hint, best = did_you_mean(str(name), specs)
             raise UnknownTaskError(
                 f"the script names {name!r}, which is not a task of this plan; {hint}",
@@ -150,7 +152,7 @@ def _steps(plan: Plan, script: Script) -> dict[str, tuple[Step, ...]]:
                     value=item,
                     task=name,
                 )
-            if isinstance(item, Timeout) and specs[name].timeout_s is None:
+            if isinstance(item, Timeout) and specs[task].timeout_s is None:
                 raise InvalidOptionError(
                     f"task {name!r} has no timeout_s, so Timeout() cannot happen; give the "
                     "task a timeout_s or script Fail(TimeoutError()) for its own timeout",
@@ -167,6 +169,26 @@ def _steps(plan: Plan, script: Script) -> dict[str, tuple[Step, ...]]:
             )
         steps[name] = items  # type: ignore[assignment]  # each item was checked above
     return steps
+
+
+def _scripted_task(plan: Plan, name: object) -> str | None:
+    """The task a script key names: a task, or for an element (``process[2]``) of a fan-out
+    task, that task; ``None`` for anything else."""
+    specs = plan.graph.specs
+    if not isinstance(name, str):
+        return None
+    if name in specs:
+        return name
+    parent, bracket, index = name.partition("[")
+    if (
+        bracket
+        and index.endswith("]")
+        and index[:-1].isdigit()
+        and element_name(parent, int(index[:-1])) == name  # no "p[01]" or "p[1]]"
+        and parent in plan.graph.fan_out_tasks()
+    ):
+        return parent
+    return None
 
 
 def _answer(step: Step, spec: TaskSpec[..., Any], clock: FakeClock) -> Outcome:
@@ -201,10 +223,12 @@ def simulate(
 
     Args:
         plan: what to run (from :func:`~flowplan.plan.plan`, maybe on an earlier snapshot:
-            reused tasks stay reused, as on resume).
+            reused tasks stay reused, as on resume). A plan made with ``cache=`` is looked up
+            as in a run, but scripted values are never written to the cache.
         script: per task (spec or name), a :class:`Value`, :class:`Fail` or :class:`Timeout`
             for every attempt, or a sequence of them, one per attempt (the last repeats). A task
-            not in the script returns ``Value(None)``.
+            not in the script returns ``Value(None)``. An element of a fan-out task is named
+            ``"task[2]"``; the fan-out task's own entry is the default of its elements.
         clock: the fake clock (default: ``FakeClock(0.0)``); it is left at the run's end time.
         seed: seeds the backoff jitter (default: the plan's run id, as in a real run).
         fail_fast: as in :func:`~flowplan.interpreter.execute`.
@@ -259,6 +283,8 @@ def simulate(
     )
     if seed is not None:
         run.seed = str(seed)
+    if run.caching is not None:  # look results up as a run would, never store scripted ones
+        run.caching.read_only = True
     _drive(run, steps, fake)
     snapshot = run.finish()
     return Simulation(snapshot, tuple(events))
@@ -291,7 +317,7 @@ def _job(
         return
     program, _ = run.program(name)
     spec = run.graph.specs[name]
-    script = steps.get(name, (Value(None),))
+    script = steps.get(name) or steps.get(origin(run, name), (Value(None),))
     run_program(
         program,
         answer=lambda request: _answer(script[min(request.attempt, len(script)) - 1], spec, clock),

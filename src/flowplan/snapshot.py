@@ -17,7 +17,7 @@ import attrs
 
 from flowplan._suggest import did_you_mean
 from flowplan.errors import TaskFailedError, UnknownTaskError
-from flowplan.spec import TaskSpec
+from flowplan.spec import MappedTaskSpec, TaskSpec
 
 __all__ = ["TERMINAL", "ErrorInfo", "Snapshot", "TaskRecord", "TaskStatus"]
 
@@ -226,6 +226,12 @@ class Snapshot:
     def __len__(self) -> int:
         return len(self.records)
 
+    # A fan-out task's value is the list of its elements' values: MappedTaskSpec (a TaskSpec
+    # subclass) comes first, so it wins over the TaskSpec overloads below.
+    @overload
+    def value(self, task: MappedTaskSpec[..., Coroutine[Any, Any, T]]) -> list[T]: ...
+    @overload
+    def value(self, task: MappedTaskSpec[..., T]) -> list[T]: ...
     @overload
     def value(self, task: TaskSpec[..., Coroutine[Any, Any, T]]) -> T: ...
     @overload
@@ -233,7 +239,7 @@ class Snapshot:
     @overload
     def value(self, task: str) -> Any: ...
     def value(self, task: TaskSpec[..., Any] | str) -> Any:
-        """The value of a succeeded task, typed by its spec.
+        """The value of a succeeded task, typed by its spec (``list[R]`` for a fan-out task).
 
         Raises:
             UnknownTaskError: no such task in this snapshot.

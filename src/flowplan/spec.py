@@ -26,6 +26,7 @@ __all__ = [
     "Dependency",
     "Effect",
     "Isolation",
+    "MappedTaskSpec",
     "OptionalDependency",
     "TaskSpec",
     "TriggerRule",
@@ -283,9 +284,27 @@ class TaskSpec(Generic[P, R]):
             )
         for option in ("when", "validate", "retry_until", "reconcile"):
             _check_callable(option, getattr(self, option), name)
+        if not isinstance(self.cache, bool):
+            raise InvalidOptionError(
+                f"task {name!r}: cache= must be True or False, got {self.cache!r} "
+                f"({type(self.cache).__name__}); pass the result cache itself to plan(cache=...), "
+                "Flow(cache=...) or Engine(cache=...)",
+                option="cache",
+                value=self.cache,
+                task=name,
+            )
         _check_choice("trigger", self.trigger, _TRIGGER_RULES, name)
         _check_choice("effect", self.effect, _EFFECTS, name)
         _check_choice("isolation", self.isolation, _ISOLATIONS, name)
+        if self.reconcile is not None and self.effect != "at_most_once":
+            raise InvalidOptionError(  # it would never be called: only such tasks are in doubt
+                f"task {name!r}: reconcile= settles an at-most-once task left in doubt, so it "
+                f"needs effect='at_most_once', got effect={self.effect!r}; declare "
+                "effect='at_most_once', or drop reconcile=",
+                option="reconcile",
+                value=self.reconcile,
+                task=name,
+            )
         fan_out: object = self.fan_out
         if fan_out is not None and (not isinstance(fan_out, str) or not fan_out):
             raise InvalidOptionError(
@@ -294,14 +313,6 @@ class TaskSpec(Generic[P, R]):
                 "fan_out='list_files'",
                 option="fan_out",
                 value=fan_out,
-                task=name,
-            )
-        if fan_out is not None and self.isolation == "process":
-            raise InvalidOptionError(
-                f"task {name!r}: fan_out= cannot be combined with isolation='process' yet, got "
-                f"both; run the whole run on a ProcessExecutor (executor=) instead",
-                option="isolation",
-                value=self.isolation,
                 task=name,
             )
         if self.version is not None and not isinstance(self.version, str):
@@ -320,3 +331,31 @@ class TaskSpec(Generic[P, R]):
     def dep_names(self) -> tuple[str, ...]:
         """The names of the upstream tasks, in declaration order."""
         return tuple(dep.name for dep in self.deps)
+
+
+@attrs.frozen(eq=False)
+class MappedTaskSpec(TaskSpec[P, R]):
+    """A fan-out task (``fan_out=``): a :class:`TaskSpec` whose *value* is ``list[R]``.
+
+    What ``@task(fan_out=...)`` and ``@engine.task(fan_out=...)`` return. Calling it still calls
+    the function on one element (typed ``R``); ``Snapshot.value`` and ``Flow.value`` type its
+    value as ``list[R]``: its elements' values, in element order.
+
+    Raises:
+        InvalidOptionError: ``fan_out`` is ``None`` (a mapped task maps over a dependency).
+
+    >>> spec = MappedTaskSpec(name="double", fn=lambda x: 2 * x, fan_out="numbers")
+    >>> spec(21), spec.fan_out
+    (42, 'numbers')
+    """
+
+    def __attrs_post_init__(self) -> None:
+        super().__attrs_post_init__()
+        if self.fan_out is None:
+            raise InvalidOptionError(
+                f"task {self.name!r}: a MappedTaskSpec needs fan_out= (the dependency it maps "
+                "over), got None; e.g. fan_out='list_files', or build a TaskSpec instead",
+                option="fan_out",
+                value=None,
+                task=self.name,
+            )

@@ -33,8 +33,31 @@ from flowplan.snapshot import Snapshot, TaskRecord, TaskStatus, _make_record
 __all__ = ["advance", "apply", "fold"]
 
 
+_PENDING = TaskStatus.PENDING
 _RUNNING = TaskStatus.RUNNING
 _SUCCEEDED = TaskStatus.SUCCEEDED
+
+
+def _pending(name: str) -> TaskRecord:
+    """``TaskRecord(name, TaskStatus.PENDING)``, built faster (the hot path's first record)."""
+    return _make_record(
+        name,
+        _PENDING,
+        0,
+        None,
+        False,
+        None,
+        None,
+        None,
+        0.0,
+        None,
+        None,
+        False,
+        None,
+        (),
+        False,
+        False,
+    )
 
 
 def advance(record: TaskRecord | None, event: TaskEvent) -> TaskRecord:
@@ -50,7 +73,7 @@ def advance(record: TaskRecord | None, event: TaskEvent) -> TaskRecord:
     if record is None:
         if isinstance(event, TaskReused):
             return event.record
-        record = TaskRecord(event.task, TaskStatus.PENDING)
+        record = _pending(event.task)
     cls = type(event)
     if cls is TaskStarted:
         assert isinstance(event, TaskStarted)

@@ -15,9 +15,9 @@ from typing import Any, Generic, ParamSpec, TypeVar, Unpack, overload
 
 from flowplan._suggest import did_you_mean
 from flowplan.errors import InvalidOptionError, SignatureMismatchError
-from flowplan.spec import TaskSpec
+from flowplan.spec import MappedTaskSpec, TaskSpec
 
-from ._options import TaskOptions, build_spec
+from ._options import MappedTaskOptions, TaskOptions, build_spec
 from ._registry import TaskRegistry
 
 __all__ = ["TaskDecorator", "TaskTemplate", "register_task", "task", "task_template"]
@@ -117,6 +117,10 @@ class TaskDecorator:
     def __call__(self, fn: Callable[P, R], /) -> TaskSpec[P, R]: ...
     @overload
     def __call__(
+        self, name: str | None = None, /, **options: Unpack[MappedTaskOptions]
+    ) -> Callable[[Callable[P, R]], MappedTaskSpec[P, R]]: ...
+    @overload
+    def __call__(
         self, name: str | None = None, /, **options: Unpack[TaskOptions]
     ) -> Callable[[Callable[P, R]], TaskSpec[P, R]]: ...
     def __call__(
@@ -145,6 +149,14 @@ class TaskDecorator:
 
 @overload
 def task(fn: Callable[P, R], /) -> TaskSpec[P, R]: ...
+@overload
+def task(
+    name: str | None = None,
+    /,
+    *,
+    registry: TaskRegistry | None = None,
+    **options: Unpack[MappedTaskOptions],
+) -> Callable[[Callable[P, R]], MappedTaskSpec[P, R]]: ...
 @overload
 def task(
     name: str | None = None,

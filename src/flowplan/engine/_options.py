@@ -16,27 +16,37 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, ParamSpec, TypedDict, TypeVar
+from typing import Any, ParamSpec, Required, TypedDict, TypeVar
+
+import attrs
 
 from flowplan._suggest import did_you_mean
 from flowplan.errors import InvalidOptionError
 from flowplan.policies import RetryPolicy
-from flowplan.spec import Dependency, Effect, Isolation, TaskSpec, TriggerRule
+from flowplan.spec import (
+    Dependency,
+    Effect,
+    Isolation,
+    MappedTaskSpec,
+    OptionalDependency,
+    TaskSpec,
+    TriggerRule,
+)
 
 from ._context import find_context_param
 
-__all__ = ["TaskOptions", "build_spec"]
+__all__ = ["MappedTaskOptions", "TaskOptions", "build_spec"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
 
-class TaskOptions(TypedDict, total=False):
-    """Every option of a flowrun task (flowrun's own, then flowplan's additions)."""
+class _CommonOptions(TypedDict, total=False):
+    """Every option of a flowrun task but ``fan_out`` (flowrun's own, then flowplan's)."""
 
     name: str
     dag: str | None
-    deps: Sequence[str | TaskSpec[..., Any]]
+    deps: Sequence[str | TaskSpec[..., Any] | OptionalDependency]
     timeout_s: float | None
     retries: int
     retain_result: bool
@@ -55,16 +65,29 @@ class TaskOptions(TypedDict, total=False):
     idempotent: bool
     trigger: TriggerRule
     isolation: Isolation | None
-    fan_out: str | TaskSpec[..., Any] | None
     effect: Effect | None
     reconcile: Callable[..., object] | None
     cache: bool
+
+
+class TaskOptions(_CommonOptions, total=False):
+    """Every option of a flowrun task (flowrun's own, then flowplan's additions)."""
+
+    fan_out: str | TaskSpec[..., Any] | None
+
+
+class MappedTaskOptions(_CommonOptions, total=False):
+    """The options of a fan-out task: ``fan_out`` given (the task is a ``MappedTaskSpec``)."""
+
+    fan_out: Required[str | TaskSpec[..., Any]]
 
 
 _OPTION_NAMES = frozenset(TaskOptions.__annotations__)
 
 
 def _dependency(ref: object, task: str) -> Dependency:
+    if isinstance(ref, OptionalDependency):  # optional(dep): None when dep was gate-skipped
+        return attrs.evolve(_dependency(ref.task, task), optional=True)
     if isinstance(ref, TaskSpec):
         return Dependency(ref.name, ref, ordering_only=True)
     if isinstance(ref, str) and ref:
@@ -73,7 +96,7 @@ def _dependency(ref: object, task: str) -> Dependency:
     fix = f"decorate {what!r} with @engine.task first" if what else "pass a task name"
     raise InvalidOptionError(
         f"task {task!r}: deps entries must be task names or tasks returned by @engine.task / "
-        f"@task, got {ref!r} ({type(ref).__name__}); {fix}",
+        f"@task (or optional(...) of either), got {ref!r} ({type(ref).__name__}); {fix}",
         option="deps",
         value=ref,
         task=task,
@@ -173,7 +196,9 @@ def build_spec(fn: Callable[P, R], name: str | None, options: Mapping[str, Any])
         params = inspect.signature(fn).parameters
     except (TypeError, ValueError):
         params = inspect.Signature().parameters  # TaskSpec reports the unreadable signature
-    return TaskSpec(
+    fan_out = _fan_out_name(options.get("fan_out"))
+    kind = TaskSpec if fan_out is None else MappedTaskSpec  # a fan-out value is a list
+    return kind(
         name=task_name,
         fn=fn,
         deps=tuple(deps.values()),
@@ -188,7 +213,7 @@ def build_spec(fn: Callable[P, R], name: str | None, options: Mapping[str, Any])
         idempotent=bool(options.get("idempotent", False)),
         trigger=options.get("trigger", "all_succeeded"),
         isolation=options.get("isolation"),
-        fan_out=_fan_out_name(options.get("fan_out")),
+        fan_out=fan_out,
         effect=options.get("effect"),
         reconcile=options.get("reconcile"),
         cache=bool(options.get("cache", False)),

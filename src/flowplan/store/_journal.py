@@ -26,10 +26,11 @@ import json
 import logging
 import os
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from flowplan._fanout import element_key
 from flowplan.errors import SerializationError, StoreError
 from flowplan.snapshot import Snapshot, TaskRecord, TaskStatus
 from flowplan.store._serializers import JsonSerializer
@@ -53,8 +54,8 @@ def _reject_constant(name: str) -> object:
 class JournalStore:
     """A :class:`~flowplan.store.StateStore` that journals succeeded steps to a JSON-lines file.
 
-    Only succeeded records that were computed (or overridden) in this process are appended;
-    records replayed from the journal (``cached=True``) are not written again, and neither is a
+    Only succeeded records that were computed (or overridden, or were result-cache hits) in
+    this process are appended; records replayed from the journal are not written again, nor a
     record identical to the last one this store wrote for the same key (a resume re-saving the
     steps it reuses). Values are encoded with :class:`~flowplan.store.JsonSerializer`, so tuples,
     sets, bytes and datetimes come back as themselves.
@@ -116,8 +117,10 @@ class JournalStore:
                 task as failed; nothing is written).
             StoreError: the file cannot be written.
         """
-        if record.status is not TaskStatus.SUCCEEDED or record.cached or record.step_key is None:
+        if record.status is not TaskStatus.SUCCEEDED or record.step_key is None:
             return
+        if record.cached and not (record.reason or "").startswith("cache hit"):
+            return  # replayed from a journal; a result-cache hit is journalled like a success
         if record.released or not record.has_value:
             return  # nothing to replay: a released value is gone
         key = record.step_key
@@ -154,7 +157,10 @@ class JournalStore:
 
         Returns:
             A snapshot (run id ``"journal"``) of SUCCEEDED records with ``cached=True``, the
-            ``step_key`` set and the value decoded; tasks without an entry are absent.
+            ``step_key`` set and the value decoded; tasks without an entry are absent. Element
+            instances (``task[2]``) of a fan-out task come too when their entry's key is the one
+            derived from the task's current key and the index, so a fan-out task that did not
+            finish reuses its journalled elements (the line format is unchanged).
 
         Raises:
             StoreError: the file exists but cannot be read.
@@ -162,7 +168,16 @@ class JournalStore:
         wanted: dict[str, list[str]] = {}
         for name, key in step_keys.items():
             wanted.setdefault(key, []).append(name)
-        entries = self._latest_entries(wanted.keys())
+
+        def element(entry: Mapping[str, Any]) -> bool:
+            """An element (``task[2]``) of a task whose current key derives the entry's key."""
+            parent, bracket, index = entry["task"].rpartition("[")
+            if not bracket or not index.endswith("]") or not index[:-1].isdigit():
+                return False
+            key = step_keys.get(parent)
+            return key is not None and element_key(key, int(index[:-1])) == entry["key"]
+
+        entries = self._latest_entries(wanted.keys(), element)
         records: dict[str, TaskRecord] = {}
         for key, (lineno, entry) in entries.items():
             try:
@@ -177,7 +192,7 @@ class JournalStore:
                     exc,
                 )
                 continue
-            for name in wanted[key]:
+            for name in wanted.get(key) or (entry["task"],):
                 records[name] = TaskRecord(
                     name,
                     TaskStatus.SUCCEEDED,
@@ -192,7 +207,9 @@ class JournalStore:
                 )
         return Snapshot("journal", records)
 
-    def _latest_entries(self, keys: Iterable[str]) -> dict[str, tuple[int, dict[str, Any]]]:
+    def _latest_entries(
+        self, keys: Iterable[str], element: Callable[[Mapping[str, Any]], bool]
+    ) -> dict[str, tuple[int, dict[str, Any]]]:
         wanted = set(keys)
         try:
             data = self.path.read_bytes()
@@ -219,7 +236,7 @@ class JournalStore:
                         "flowplan journal %s line %d skipped: %s", self.path, index + 1, problem
                     )
                 continue
-            if entry["key"] in wanted:
+            if entry["key"] in wanted or element(entry):
                 out[entry["key"]] = (index + 1, entry)
         return out
 
