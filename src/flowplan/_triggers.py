@@ -1,9 +1,9 @@
 """Trigger rules and optional dependencies: when a task may run, given how its inputs ended.
 
-Place in the data flow: graph → plan → **interpreter** (the machine in ``_machine.py`` asks
-:func:`decide` about a task once every dependency of it is terminal). The rules are pure
-functions of the dependencies' records, so they are deterministic whatever order the
-dependencies finished in:
+Place in the data flow: graph → plan → **interpreter** (the machine in ``_machine.py`` and its
+cascade in ``_cascade.py`` ask :func:`decide` about a task once every dependency of it is
+terminal). The rules are pure functions of the dependencies' records, so they are
+deterministic whatever order the dependencies finished in:
 
 * ``all_succeeded`` (default): every dependency succeeded; an :func:`~flowplan.optional`
   dependency may instead have been *harmlessly skipped* (see below).

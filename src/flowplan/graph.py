@@ -6,12 +6,13 @@ cycles (with the cycle's path), main tasks depending on detached ones, dependenc
 receives, required parameters nothing supplies, gate signatures, edge types (``_typecheck``,
 ``check_types=``) — and every problem is reported at once in a
 :class:`~flowplan.errors.GraphValidationError`. Order is deterministic (declaration order,
-names as tie-break) and every walk is iterative, so a 100,000-deep chain is fine.
+names as tie-break) and every walk is iterative, so a 100,000-deep chain is fine. The checks
+of one task's signature and gates, and the ordering with its cycle report, are in
+``_validate``; name checks and the build itself are here.
 """
 
 from __future__ import annotations
 
-import heapq
 import inspect
 import math
 from collections.abc import Iterable, Mapping
@@ -24,209 +25,25 @@ import networkx as nx
 from flowplan._fanout import check_fan_out
 from flowplan._suggest import did_you_mean
 from flowplan._typecheck import edge_type_problems, resolve_check_types
+from flowplan._validate import (
+    SignatureFacts,
+    check_function,
+    check_gates,
+    describe,
+    injected_if_valid,
+    toposort,
+)
 from flowplan.errors import (
-    CycleError,
     DefinitionError,
     DetachedDependencyError,
     DuplicateTaskError,
     GraphValidationError,
-    SignatureMismatchError,
     UnknownTaskError,
 )
 from flowplan.registry import Registry, active_registry
 from flowplan.spec import TaskSpec
 
 __all__ = ["TaskGraph"]
-
-_KEYWORD_KINDS = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
-
-
-def _describe(spec: TaskSpec[..., Any]) -> str:
-    fn = spec.fn
-    module = getattr(fn, "__module__", "?")
-    qualname = getattr(fn, "__qualname__", repr(fn))
-    return f"{module}.{qualname}"
-
-
-@attrs.frozen
-class _SignatureFacts:
-    """What the graph checks need from one signature, read once per signature per build.
-
-    Attributes:
-        keyword: the names of the parameters a keyword argument can reach.
-        var_keyword: whether the function takes ``**kwargs``.
-        required_keyword: the keyword parameters without a default.
-        required_positional_only: whether a positional-only parameter lacks a default (always a
-            problem: dependencies arrive as keywords).
-    """
-
-    keyword: frozenset[str]
-    var_keyword: bool
-    required_keyword: frozenset[str]
-    required_positional_only: bool
-
-    @classmethod
-    def read(cls, signature: inspect.Signature) -> _SignatureFacts:
-        """Collect the facts of ``signature``."""
-        params = signature.parameters.values()
-        empty = inspect.Parameter.empty
-        return cls(
-            keyword=frozenset(p.name for p in params if p.kind in _KEYWORD_KINDS),
-            var_keyword=any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params),
-            required_keyword=frozenset(
-                p.name for p in params if p.kind in _KEYWORD_KINDS and p.default is empty
-            ),
-            required_positional_only=any(
-                p.kind is inspect.Parameter.POSITIONAL_ONLY and p.default is empty for p in params
-            ),
-        )
-
-
-def _injected_if_valid(
-    spec: TaskSpec[..., Any], facts: _SignatureFacts, dep_names: tuple[str, ...]
-) -> tuple[str, ...] | None:
-    """The injected deps of ``spec`` (``dep_names``) when its function can receive them, else
-    ``None``.
-
-    The common case, decided from the signature's facts without building any message;
-    ``None`` sends the spec to :func:`_check_function`, which reports each problem.
-    """
-    if facts.required_positional_only:
-        return None
-    keyword = facts.keyword
-    var_keyword = facts.var_keyword
-    supplied: set[str] = set()
-    for special in (spec.upstream_param, spec.context_param):
-        if special is not None:
-            if not var_keyword and special not in keyword:
-                return None
-            supplied.add(special)
-    if spec.upstream_param is not None:
-        injected: tuple[str, ...] = ()
-    else:
-        injected = dep_names
-        if not var_keyword and not keyword.issuperset(injected):
-            return None
-        supplied.update(injected)
-    if not facts.required_keyword.issubset(supplied):
-        return None
-    return injected
-
-
-def _check_function(spec: TaskSpec[..., Any], problems: list[DefinitionError]) -> tuple[str, ...]:
-    """Check that ``spec.fn`` can receive what the graph passes; return the injected deps."""
-    params = spec.signature.parameters
-    has_var_kw = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
-    keyword_params = {n for n, p in params.items() if p.kind in _KEYWORD_KINDS}
-    supplied: set[str] = set()
-    injected: list[str] = []
-    for special, what in ((spec.upstream_param, "upstream"), (spec.context_param, "context")):
-        if special is None:
-            continue
-        if special not in keyword_params and not has_var_kw:
-            problems.append(
-                SignatureMismatchError(
-                    f"task {spec.name!r}: its {what} parameter {special!r} is not a keyword "
-                    f"parameter of {_describe(spec)}; rename the parameter or drop the option",
-                    task=spec.name,
-                )
-            )
-        supplied.add(special)
-    if spec.upstream_param is None:
-        dep_names: set[str] | None = None
-        for dep in spec.deps:
-            if dep.name in keyword_params or has_var_kw:
-                injected.append(dep.name)
-                supplied.add(dep.name)
-            elif dep.name in params:
-                problems.append(
-                    SignatureMismatchError(
-                        f"task {spec.name!r}: dependency {dep.name!r} is received by a "
-                        "positional-only parameter; make it a normal parameter (remove the '/')",
-                        task=spec.name,
-                    )
-                )
-            elif not dep.ordering_only:
-                if dep_names is None:  # once per task: O(deps), not O(deps²), at huge fan-in
-                    dep_names = {d.name for d in spec.deps}
-                unused = sorted(keyword_params - dep_names)
-                hint, _ = did_you_mean(dep.name, unused) if unused else ("", None)
-                hint = f" ({hint})" if unused and "did you mean" in hint else ""
-                problems.append(
-                    SignatureMismatchError(
-                        f"task {spec.name!r} depends on {dep.name!r}, but {_describe(spec)} has "
-                        f"no parameter {dep.name!r} to receive its value{hint}; add a parameter "
-                        f"named {dep.name!r} or `**kwargs`",
-                        task=spec.name,
-                    )
-                )
-    for pname, param in params.items():
-        required = param.default is inspect.Parameter.empty
-        if param.kind in _KEYWORD_KINDS and required and pname not in supplied:
-            hint, _ = did_you_mean(pname, spec.dep_names) if spec.deps else ("", None)
-            hint = f" ({hint})" if spec.deps and "did you mean" in hint else ""
-            problems.append(
-                SignatureMismatchError(
-                    f"task {spec.name!r}: required parameter {pname!r} of {_describe(spec)} is "
-                    f"supplied by nothing{hint}; add a task named {pname!r} to its dependencies "
-                    "or give the parameter a default",
-                    task=spec.name,
-                )
-            )
-        elif param.kind is inspect.Parameter.POSITIONAL_ONLY and required:
-            problems.append(
-                SignatureMismatchError(
-                    f"task {spec.name!r}: positional-only parameter {pname!r} cannot be "
-                    "supplied (dependencies arrive as keywords); remove the '/' or add a default",
-                    task=spec.name,
-                )
-            )
-    return tuple(injected)
-
-
-def _check_gates(spec: TaskSpec[..., Any], problems: list[DefinitionError]) -> None:
-    if spec.when is None and spec.validate is None and spec.retry_until is None:
-        return
-    dep_kwargs = dict.fromkeys(spec.dep_names)
-    gates: tuple[tuple[str, Any, tuple[Any, ...], dict[str, None]], ...] = (
-        ("when", spec.when, (), dep_kwargs),
-        ("validate", spec.validate, (), dep_kwargs),
-        ("retry_until", spec.retry_until, (None,), {}),
-    )
-    for option, gate, args, kwargs in gates:
-        if gate is None:
-            continue
-        try:
-            sig = inspect.signature(gate)
-        except (TypeError, ValueError):  # builtins without a signature: checked when called
-            continue
-        try:
-            sig.bind(*args, **kwargs)
-        except TypeError as exc:
-            expected = (
-                "one positional argument (the task's value)"
-                if option == "retry_until"
-                else "keyword arguments " + (", ".join(spec.dep_names) or "(none)")
-            )
-            problems.append(
-                SignatureMismatchError(
-                    f"task {spec.name!r}: its {option}= callable cannot receive {expected}: "
-                    f"{exc}; found signature {option}{sig}. Fix: accept the values by name "
-                    "or with `**kwargs`",
-                    task=spec.name,
-                )
-            )
-
-
-def _find_cycle(remaining: Iterable[str], preds: Mapping[str, tuple[str, ...]]) -> list[str]:
-    sub: nx.DiGraph[str] = nx.DiGraph()
-    ordered = list(remaining)  # declaration order, not set order: the same cycle every run
-    nodes = set(ordered)
-    for name in ordered:
-        sub.add_edges_from((dep, name) for dep in preds[name] if dep in nodes)
-    edges = nx.find_cycle(sub)
-    path = [edges[0][0]] + [v for _, v in edges]
-    return [str(node) for node in path]
 
 
 @attrs.frozen(eq=False)
@@ -290,8 +107,8 @@ class TaskGraph:
             elif seen is not spec:
                 problems.append(
                     DuplicateTaskError(
-                        f"two different tasks are named {spec.name!r}: {_describe(seen)} and "
-                        f"{_describe(spec)}; give one of them another name=",
+                        f"two different tasks are named {spec.name!r}: {describe(seen)} and "
+                        f"{describe(spec)}; give one of them another name=",
                         task=spec.name,
                     )
                 )
@@ -306,7 +123,7 @@ class TaskGraph:
         detached: list[str] = []
         # Generated graphs share a few functions among thousands of specs: read each
         # signature's facts once (keyed by identity, the signature kept alive alongside).
-        facts_of: dict[int, tuple[inspect.Signature, _SignatureFacts]] = {}
+        facts_of: dict[int, tuple[inspect.Signature, SignatureFacts]] = {}
         # Specs usually come in declaration order, each after its dependencies; then that order
         # is the topological order the heap would produce, and successor lists come sorted.
         in_order = True
@@ -358,14 +175,14 @@ class TaskGraph:
             signature = spec.signature
             cached = facts_of.get(id(signature))
             if cached is None:
-                cached = facts_of[id(signature)] = (signature, _SignatureFacts.read(signature))
-            injected = _injected_if_valid(spec, cached[1], dep_names)
-            inputs[name] = _check_function(spec, problems) if injected is None else injected
-            _check_gates(spec, problems)
+                cached = facts_of[id(signature)] = (signature, SignatureFacts.read(signature))
+            injected = injected_if_valid(spec, cached[1], dep_names)
+            inputs[name] = check_function(spec, problems) if injected is None else injected
+            check_gates(spec, problems)
             if spec.fan_out is not None:
                 check_fan_out(spec, inputs[name], by_name, problems)
         # In order, no cycle is possible: every dependency came before its dependent.
-        order = tuple(by_name) if in_order else cls._toposort(by_name, preds, succs, problems)
+        order = tuple(by_name) if in_order else toposort(by_name, preds, succs, problems)
         if resolve_check_types(check_types):  # typed edges: a producer's return → its receiver
             problems.extend(edge_type_problems(by_name))
         if problems:
@@ -388,37 +205,6 @@ class TaskGraph:
             inputs=MappingProxyType(inputs),
             detached=frozenset(detached),
         )
-
-    @staticmethod
-    def _toposort(
-        by_name: Mapping[str, TaskSpec[..., Any]],
-        preds: Mapping[str, tuple[str, ...]],
-        succs: Mapping[str, list[str]],
-        problems: list[DefinitionError],
-    ) -> tuple[str, ...]:
-        indegree = {name: len(preds.get(name, ())) for name in by_name}
-        heap = [(by_name[n].seq, n) for n, d in indegree.items() if d == 0]
-        heapq.heapify(heap)
-        order: list[str] = []
-        while heap:
-            _, name = heapq.heappop(heap)
-            order.append(name)
-            for nxt in succs[name]:
-                indegree[nxt] -= 1
-                if indegree[nxt] == 0:
-                    heapq.heappush(heap, (by_name[nxt].seq, nxt))
-        if len(order) < len(by_name):
-            done = set(order)
-            remaining = [n for n in by_name if n not in done and n in preds]
-            cycle = _find_cycle(remaining, preds)
-            path = " -> ".join(cycle)
-            problems.append(
-                CycleError(
-                    f"the dependencies form a cycle: {path}; remove one of these dependencies",
-                    cycle=cycle,
-                )
-            )
-        return tuple(order)
 
     @classmethod
     def from_terminals(

@@ -16,7 +16,7 @@ import collections
 import queue
 import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import Executor, ThreadPoolExecutor
+from concurrent.futures import Executor
 from typing import TYPE_CHECKING, Any
 
 from flowplan._fanout import origin
@@ -33,18 +33,21 @@ from flowplan._program import (
     task_program,
 )
 from flowplan._remote import acall_remote, drive, fn_blobs, is_remote
+from flowplan._workers import Workers
 from flowplan.attempt import _current
 from flowplan.events import (
     TaskEvent,
     TaskFailed,
     TaskStarted,
-    TaskSucceeded,
+    _make_started,
+    _make_succeeded,
 )
 from flowplan.executors import InlineExecutor, validate_max_workers
 from flowplan.hooks import Hook
 from flowplan.plan import Plan
 from flowplan.policies import RetryBudget
 from flowplan.snapshot import ErrorInfo, Snapshot
+from flowplan.transitions import advance
 
 if TYPE_CHECKING:
     from flowplan.store import StateStore
@@ -119,7 +122,7 @@ def _plain_job(run: _Run, name: str, emit: Callable[[Any], None]) -> None:
             if quiet:
                 run.running.add(name)
             else:
-                emit(TaskStarted(run_id, started_at, name, 1))
+                emit(_make_started(run_id, started_at, name, 1))
             token = _current.set((run_id, name))  # current_attempt() builds the context
             start = time.perf_counter()
             try:
@@ -135,7 +138,7 @@ def _plain_job(run: _Run, name: str, emit: Callable[[Any], None]) -> None:
                 emit((name, started_at, clock(), value, duration))
             else:
                 step_key = run.step_keys.get(name)
-                emit(TaskSucceeded(run_id, clock(), name, 1, value, duration, step_key))
+                emit(_make_succeeded(run_id, clock(), name, 1, value, duration, step_key))
             nxt = chain_next.get(name)
             if nxt is None:
                 return
@@ -221,13 +224,17 @@ def _run_inline(run: _Run) -> None:
 
 
 def _run_inline_quiet(run: _Run) -> None:
-    """:func:`_run_inline` for quiet runs (no hooks, no store): a plain task's success is
-    applied as soon as its body returns, with no ``_Done`` item and no queue hop.
+    """:func:`_run_inline` for runs without a store: a plain task's success is applied as soon
+    as its body returns, with no ``_Done`` item and no queue hop.
 
     The same order and records as :func:`_run_inline` (which applies each ``_Done`` before
     starting the next task); failures, gates, retries and stopped runs take the general paths.
-    An interrupt outside a task body (e.g. Ctrl-C between tasks) ends the run through
-    :meth:`_Run.abort`, so every task is recorded.
+    With hooks, a plain task's ``TaskStarted`` goes to them just before its body runs and its
+    ``TaskSucceeded`` once the body returned, and its record is built once (SUCCEEDED), as on a
+    quiet run: the RUNNING record in between is one nobody can observe (the body runs in this
+    thread; an interrupt finds the task in ``run.running``). An interrupt outside a task body
+    (e.g. Ctrl-C between tasks) ends the run through :meth:`_Run.abort`, so every task is
+    recorded.
     """
     events: collections.deque[TaskEvent | _Done] = collections.deque()
     emit = events.append
@@ -240,6 +247,8 @@ def _run_inline_quiet(run: _Run) -> None:
     run_id = run.run_id
     perf_counter = time.perf_counter
     current = _current
+    step_keys = run.step_keys
+    dispatch = run.dispatch if run.dispatch else None  # hooks, and no store (else _run_inline)
     ready = collections.deque(run.start())
     try:
         while run.unfinished > 0:
@@ -263,6 +272,8 @@ def _run_inline_quiet(run: _Run) -> None:
             kwargs = kwargs_of(name)
             started_at = clock()
             running.add(name)
+            if dispatch is not None:
+                dispatch(_make_started(run_id, started_at, name, 1))
             token = current.set((run_id, name))  # current_attempt() builds the context
             start = perf_counter()
             try:
@@ -270,11 +281,18 @@ def _run_inline_quiet(run: _Run) -> None:
             except BaseException as exc:
                 duration = (perf_counter() - start) * 1000
                 current.reset(token)
+                if dispatch is not None:  # its TaskStarted was delivered: record it, once
+                    running.discard(name)
+                    run.records[name] = advance(None, TaskStarted(run_id, started_at, name, 1))
                 _plain_failed(run, name, started_at, Raised(exc, duration), emit)
                 continue
             duration = (perf_counter() - start) * 1000
             current.reset(token)
-            ready.extend(done(name, started_at, clock(), value, duration))
+            finished_at = clock()
+            if dispatch is not None:
+                step_key = step_keys.get(name)
+                dispatch(_make_succeeded(run_id, finished_at, name, 1, value, duration, step_key))
+            ready.extend(done(name, started_at, finished_at, value, duration))
     except BaseException as exc:  # outside any body: record every task, then re-raise
         run.abort(exc)
 
@@ -343,20 +361,16 @@ def execute(
         retry_budget=retry_budget,
     )
     run.isolated = isolated = isolate(run, executor, process_workers)  # before anything runs
-    owned = executor is None
     if executor is not None and is_remote(executor):  # attempts ship; programs stay here
         drive(run, executor)
         return run.finish()
-    pool: Executor = executor or ThreadPoolExecutor(max_workers, thread_name_prefix="flowplan")
-    if isinstance(pool, InlineExecutor):
+    if isinstance(executor, InlineExecutor):
         try:
-            if run.quiet:
+            if store is None:
                 _run_inline_quiet(run)
             else:
                 _run_inline(run)
         finally:
-            if owned:
-                pool.shutdown(wait=False)
             if isolated is not None:
                 isolated.close(run.fatal)
         return run.finish()
@@ -365,6 +379,9 @@ def execute(
     plain = run.plain
     if store is None:  # a store may turn a success into a failure: never run ahead of it
         run.link_chains()
+    if executor is None:  # the run owns its threads: no future per task
+        return _run_owned(run, Workers(run, emit, (plain, _plain_job, _job), max_workers), events)
+    pool = executor
 
     def submit(names: list[str]) -> None:
         for name in names:
@@ -379,14 +396,44 @@ def execute(
         while run.unfinished > 0:
             submit(_apply(run, events.get()))
     except BaseException as exc:  # an interrupt in this thread, or a store that cannot write
-        if owned:
-            pool.shutdown(wait=False, cancel_futures=True)  # queued tasks never start
         run.abort(exc)
     finally:
-        if owned:
-            pool.shutdown(wait=False)
         if isolated is not None:  # kills isolated attempts an interrupted run left running
             isolated.close(run.fatal)
+    return run.finish()
+
+
+def _run_owned(
+    run: _Run, workers: Workers, events: queue.SimpleQueue[TaskEvent | _Done]
+) -> Snapshot:
+    """The thread driver on the run's own :class:`~flowplan._workers.Workers` (no futures).
+
+    The scheduling loop applies each queued item in this thread and hands the names that
+    became ready to the workers. An interrupt here, or a store that cannot write, drops the
+    queued names unstarted and ends the run through :meth:`_Run.abort`.
+    """
+    get = events.get
+    done = run.done
+    apply = run.apply
+    submit = workers.submit
+    try:
+        submit(run.start())
+        while run.unfinished > 0:
+            item = get()
+            if type(item) is tuple:
+                ready = done(*item)
+            else:
+                assert not isinstance(item, tuple)
+                ready = apply(item)
+            if ready:
+                submit(ready)
+    except BaseException as exc:  # an interrupt in this thread, or a store that cannot write
+        workers.shutdown(cancel=True)  # queued tasks never start
+        run.abort(exc)
+    finally:
+        workers.shutdown()
+        if run.isolated is not None:  # kills isolated attempts an interrupted run left running
+            run.isolated.close(run.fatal)
     return run.finish()
 
 

@@ -70,11 +70,31 @@ def advance(record: TaskRecord | None, event: TaskEvent) -> TaskRecord:
     >>> advance(None, TaskStarted("r", 1.0, "a", attempt=1)).status
     <TaskStatus.RUNNING: 'running'>
     """
+    cls = type(event)
     if record is None:
+        if cls is TaskStarted:  # == advance(_pending(task), event), one record instead of two
+            assert isinstance(event, TaskStarted)
+            return _make_record(
+                event.task,
+                _RUNNING,
+                event.attempt,
+                None,
+                False,
+                None,
+                event.time,
+                None,
+                0.0,
+                None,
+                None,
+                False,
+                None,
+                (),
+                False,
+                False,
+            )
         if isinstance(event, TaskReused):
             return event.record
         record = _pending(event.task)
-    cls = type(event)
     if cls is TaskStarted:
         assert isinstance(event, TaskStarted)
         return _make_record(  # == TaskRecord(...) with every field, built faster
