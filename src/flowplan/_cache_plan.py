@@ -36,13 +36,13 @@ def eligible(spec: TaskSpec[..., Any]) -> bool:
 
     A fan-out task (``fan_out=``) is not cached: its elements are opened at run time.
     """
-    fan_out: object = getattr(spec, "fan_out", None)
-    return (spec.cache or spec.effect == "pure") and fan_out is None
+    return (spec.cache or spec.effect == "pure") and spec.fan_out is None
 
 
 def _unfingerprintable(name: str, param: str, value: object) -> UnfingerprintableInputError:
     kind = type(value).__qualname__
-    shown = repr(value) if len(repr(value)) <= 60 else f"{repr(value)[:57]}..."
+    text = repr(value)
+    shown = text if len(text) <= 60 else f"{text[:57]}..."
     return UnfingerprintableInputError(
         f"task {name!r}: input `{param}` cannot be fingerprinted for the result cache: expected "
         "a value the JSON serializer encodes (None, bool, int, float, str, bytes, list, tuple, "
@@ -221,8 +221,8 @@ def _key_reused(
         key = _plan_key(graph, name, static_parts(graph, name), keys, reused)
         if not isinstance(key, CacheKey):
             return
-        value, found, _ = _get(cache, name, key)
-        if found and _fingerprint(value) == _fingerprint(record.value):
+        entry = cache.get(name, key.digest)  # not _get: no explanation (cache.latest) needed
+        if entry is not None and _fingerprint(entry.value) == _fingerprint(record.value):
             keys[name] = key
     except (UnfingerprintableInputError, SerializationError):
         return  # no stable fingerprint: consumers fingerprint the value (or refuse it)

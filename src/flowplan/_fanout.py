@@ -52,6 +52,7 @@ __all__ = [
     "element_name",
     "element_spec",
     "origin",
+    "split_element",
 ]
 
 _SUCCEEDED = TaskStatus.SUCCEEDED
@@ -60,6 +61,16 @@ _SUCCEEDED = TaskStatus.SUCCEEDED
 def element_name(parent: str, index: int) -> str:
     """The name of element ``index`` of fan-out task ``parent``: ``parent[index]``."""
     return f"{parent}[{index}]"
+
+
+def split_element(name: str) -> tuple[str, int] | None:
+    """``(parent, index)`` when ``name`` is spelled as an element (``parent[index]``), else
+    ``None`` (whether ``parent`` is a fan-out task is the caller's to check)."""
+    parent, bracket, index = name.rpartition("[")
+    if not (bracket and index.endswith("]") and index[:-1].isdigit()):
+        return None
+    number = int(index[:-1])
+    return (parent, number) if element_name(parent, number) == name else None
 
 
 def element_key(parent_key: str | None, index: int) -> str | None:

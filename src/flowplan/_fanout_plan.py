@@ -11,7 +11,7 @@ from collections.abc import Container, Iterable, Mapping
 from typing import TYPE_CHECKING
 
 from flowplan._effects import in_doubt_reason
-from flowplan._fanout import element_key, element_name
+from flowplan._fanout import element_key, split_element
 from flowplan.snapshot import TaskRecord, TaskStatus
 
 if TYPE_CHECKING:
@@ -80,11 +80,9 @@ def _elements_of(
     for name, record in records.items():
         if not name.endswith("]"):
             continue
-        parent, bracket, index = name.rpartition("[")
-        if bracket and parent in parents and index[:-1].isdigit():
-            number = int(index[:-1])
-            if element_name(parent, number) == name:
-                out.setdefault(parent, []).append((number, record))
+        element = split_element(name)
+        if element is not None and element[0] in parents:
+            out.setdefault(element[0], []).append((element[1], record))
     return out
 
 

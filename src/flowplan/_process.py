@@ -40,7 +40,8 @@ class AttemptKilledError(FlowplanError, RuntimeError):
     """The attempt's process was killed on purpose (its attempt timed out or was abandoned)."""
 
 
-def _dumps(obj: object) -> bytes:
+def dumps(obj: object) -> bytes:
+    """Pickle ``obj`` with cloudpickle when installed (lambdas, closures), else pickle."""
     try:
         import cloudpickle
     except ImportError:  # pragma: no cover - cloudpickle ships with the ``process`` extra
@@ -62,9 +63,9 @@ def _child(conn: Connection) -> None:
         except BaseException as exc:
             result = (False, exc)
         try:
-            reply = _dumps(result)
+            reply = dumps(result)
         except Exception as exc:
-            reply = _dumps((False, RuntimeError(f"the result cannot be pickled: {exc!r}")))
+            reply = dumps((False, RuntimeError(f"the result cannot be pickled: {exc!r}")))
         conn.send_bytes(reply)
 
 
@@ -115,7 +116,7 @@ class ProcessExecutor(Executor):
             RuntimeError: after :meth:`shutdown`.
             Exception: whatever pickling the call raises (nothing is scheduled then).
         """
-        data = _dumps((fn, args, kwargs))
+        data = dumps((fn, args, kwargs))
         future: Future[T] = Future()
         with self._lock:
             if self._shutdown:

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from flowplan._effects import KEYED_EFFECTS, LazyKey, key_inputs, lineage_of, retry_may_overlap
 from flowplan._fanout import origin
+from flowplan._process import dumps  # cloudpickle when installed, else pickle
 from flowplan._program import Call, Outcome, Raised, Returned, Sleep, TimedOut
 from flowplan.attempt import NEVER_CANCELLED, AttemptContext, _current
 from flowplan.errors import SerializationError
@@ -40,15 +41,6 @@ if TYPE_CHECKING:
     from flowplan.spec import TaskSpec
 
 __all__ = ["RemoteTraceback", "dumps", "is_remote", "run_attempt"]
-
-
-def dumps(obj: object) -> bytes:
-    """Pickle ``obj`` with cloudpickle when installed (lambdas, closures), else pickle."""
-    try:
-        import cloudpickle
-    except ImportError:  # pragma: no cover - cloudpickle is installed with the extras
-        return pickle.dumps(obj, pickle.HIGHEST_PROTOCOL)
-    return cloudpickle.dumps(obj, pickle.HIGHEST_PROTOCOL)
 
 
 def is_remote(executor: object) -> bool:
@@ -183,13 +175,22 @@ def pickle_functions(run: _Run, names: Iterable[str]) -> tuple[dict[str, bytes],
     blobs: dict[str, bytes] = {}
     problems: list[str] = []
     specs = run.graph.specs
+    # generated graphs share a few functions among thousands of tasks: pickle each once
+    # (keyed by identity; the specs keep the functions alive)
+    by_fn: dict[int, bytes] = {}
+    context_checked = False
     for name in names:
         spec = specs[name]
+        fn = spec.fn
         try:
-            _by_value_if_not_importable(spec.fn)
-            blobs[name] = dumps(spec.fn)
-            if spec.context_param is not None:
+            blob = by_fn.get(id(fn))
+            if blob is None:
+                _by_value_if_not_importable(fn)
+                blob = by_fn[id(fn)] = dumps(fn)
+            blobs[name] = blob
+            if spec.context_param is not None and not context_checked:
                 dumps(run.context)
+                context_checked = True
         except Exception as exc:
             problems.append(f"task {name!r}: {type(exc).__name__}: {exc}")
     return blobs, problems

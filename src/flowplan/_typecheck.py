@@ -33,7 +33,7 @@ from collections.abc import Callable, Hashable, Mapping
 from typing import Any
 
 from flowplan.errors import EdgeTypeError, InvalidOptionError, MissingExtraError
-from flowplan.spec import TaskSpec
+from flowplan.spec import TaskSpec, cached_signature
 
 __all__ = ["edge_type_problems", "resolve_check_types"]
 
@@ -175,7 +175,7 @@ def _checkable(fn: Callable[..., object]) -> Mapping[str, object]:
     if not hints:
         return _NO_HINTS
     try:
-        params = inspect.signature(fn).parameters
+        params = cached_signature(fn).parameters  # the spec read it already
     except (TypeError, ValueError):
         return _NO_HINTS
     return {

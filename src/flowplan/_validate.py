@@ -22,7 +22,7 @@ import networkx as nx
 
 from flowplan._suggest import did_you_mean
 from flowplan.errors import CycleError, DefinitionError, SignatureMismatchError
-from flowplan.spec import TaskSpec
+from flowplan.spec import TaskSpec, cached_signature
 
 __all__ = [
     "SignatureFacts",
@@ -195,7 +195,7 @@ def check_gates(spec: TaskSpec[..., Any], problems: list[DefinitionError]) -> No
         if gate is None:
             continue
         try:
-            sig = inspect.signature(gate)
+            sig = cached_signature(gate)  # shared with the edge type checks
         except (TypeError, ValueError):  # builtins without a signature: checked when called
             continue
         try:

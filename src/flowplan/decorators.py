@@ -58,9 +58,21 @@ class _Unset(enum.Enum):
 _UNSET = _Unset.UNSET
 
 
+# each retry option of @task → the RetryPolicy field it sets (unset ones keep its defaults)
+_POLICY_FIELDS = {
+    "retry": "retries",
+    "retry_backoff_base_ms": "backoff_base_ms",
+    "retry_max_backoff_ms": "max_backoff_ms",
+    "retry_jitter": "jitter",
+    "retry_on": "retry_on",
+    "give_up_on": "give_up_on",
+    "retry_max_elapsed_s": "max_elapsed_s",
+}
+
+
 def _policy(given: RetryPolicy | None, options: dict[str, Any], task: str | None) -> RetryPolicy:
     """The task's retry policy: ``retry_policy=`` as given, or built from the options."""
-    used = [option for option, value in options.items() if value is not _UNSET]
+    used = {option: value for option, value in options.items() if value is not _UNSET}
     if given is not None:
         if not isinstance(given, RetryPolicy):
             raise InvalidOptionError(
@@ -79,19 +91,7 @@ def _policy(given: RetryPolicy | None, options: dict[str, Any], task: str | None
                 task=task,
             )
         return given
-    return RetryPolicy(
-        retries=_or(options["retry"], 0),
-        backoff_base_ms=_or(options["retry_backoff_base_ms"], 1000.0),
-        max_backoff_ms=_or(options["retry_max_backoff_ms"], 30_000.0),
-        jitter=_or(options["retry_jitter"], 0.0),
-        retry_on=_or(options["retry_on"], (Exception,)),
-        give_up_on=_or(options["give_up_on"], ()),
-        max_elapsed_s=_or(options["retry_max_elapsed_s"], None),
-    )
-
-
-def _or(value: Any, default: Any) -> Any:
-    return default if value is _UNSET else value
+    return RetryPolicy(**{_POLICY_FIELDS[option]: value for option, value in used.items()})
 
 
 @overload

@@ -207,12 +207,7 @@ def _run_inline(run: _Run) -> None:
     ready = collections.deque(run.start())
     while run.unfinished > 0:
         if events:
-            item = events.popleft()
-            if type(item) is tuple:
-                ready.extend(run.done(*item))
-            else:
-                assert not isinstance(item, tuple)
-                ready.extend(run.apply(item))
+            ready.extend(_apply(run, events.popleft()))
         elif ready:
             name = ready.popleft()
             if name in plain:
@@ -223,7 +218,7 @@ def _run_inline(run: _Run) -> None:
             raise RuntimeError(f"flowplan bug: {run.unfinished} task(s) can never become ready")
 
 
-def _run_inline_quiet(run: _Run) -> None:
+def _run_inline_storeless(run: _Run) -> None:
     """:func:`_run_inline` for runs without a store: a plain task's success is applied as soon
     as its body returns, with no ``_Done`` item and no queue hop.
 
@@ -252,13 +247,8 @@ def _run_inline_quiet(run: _Run) -> None:
     ready = collections.deque(run.start())
     try:
         while run.unfinished > 0:
-            if events:
-                item = events.popleft()
-                if type(item) is tuple:
-                    ready.extend(run.done(*item))
-                else:
-                    assert not isinstance(item, tuple)
-                    ready.extend(run.apply(item))
+            if events:  # a non-plain task's events, or a failure's
+                ready.extend(_apply(run, events.popleft()))
                 continue
             if not ready:  # pragma: no cover - a scheduling bug must not pass as a hang
                 raise RuntimeError(f"flowplan bug: {run.unfinished} task(s) can never become ready")
@@ -367,7 +357,7 @@ def execute(
     if isinstance(executor, InlineExecutor):
         try:
             if store is None:
-                _run_inline_quiet(run)
+                _run_inline_storeless(run)
             else:
                 _run_inline(run)
         finally:

@@ -183,6 +183,17 @@ def _encode_global(name: str, fn: types.FunctionType, ctx: _Ctx) -> bytes | None
     return _seq(b"g", [_str(name), body])
 
 
+def _encode_cells(fn: types.FunctionType, ctx: _Ctx) -> bytes:
+    """Encode the values of ``fn``'s closure cells (an empty cell has a marker of its own)."""
+    cells: list[bytes] = []
+    for cell in fn.__closure__ or ():
+        try:
+            cells.append(_encode(cell.cell_contents, ctx))
+        except ValueError:  # empty cell
+            cells.append(_frame(b"Z", b""))
+    return _seq(b"Z", cells)
+
+
 def _fingerprint_function(fn: types.FunctionType, ctx: _Ctx) -> str:
     """Fingerprint a plain function; recursion cycles become relative back-references.
 
@@ -201,15 +212,10 @@ def _fingerprint_function(fn: types.FunctionType, ctx: _Ctx) -> str:
     ctx.reach.append({fn})
     try:
         code = fn.__code__
-        cells: list[bytes] = []
-        for cell in fn.__closure__ or ():
-            try:
-                cells.append(_encode(cell.cell_contents, ctx))
-            except ValueError:  # empty cell
-                cells.append(_frame(b"Z", b""))
+        cells = _encode_cells(fn, ctx)
         refs = [_encode_global(n, fn, ctx) for n in sorted(_global_names(code, set()))]
         parts = [_encode_code(code, ctx), _encode(fn.__defaults__ or (), ctx)]
-        parts += [_kwargs(fn.__kwdefaults__, ctx), _seq(b"Z", cells)]
+        parts += [_kwargs(fn.__kwdefaults__, ctx), cells]
         digest = _digest(_seq(b"P", [*parts, _seq(b"G", [r for r in refs if r is not None])]))
     finally:
         ctx.stack.pop()
@@ -334,13 +340,8 @@ def code_parts(fn: Callable[..., object], *, version: str | None = None) -> dict
             encoded = _encode_global(name, plain, ctx)
             if encoded is not None:
                 refs.append(encoded)
-    cells: list[bytes] = []
-    for cell in plain.__closure__ or ():
-        try:
-            cells.append(_encode(cell.cell_contents, ctx))
-        except ValueError:  # empty cell
-            cells.append(_frame(b"Z", b""))
-    body = [_encode_code(plain.__code__, ctx), _seq(b"Z", cells), _seq(b"G", refs)]
+    cells = _encode_cells(plain, ctx)
+    body = [_encode_code(plain.__code__, ctx), cells, _seq(b"G", refs)]
     return {"code": _digest(_seq(b"Q", body)), **helpers}
 
 

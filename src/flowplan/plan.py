@@ -203,7 +203,8 @@ def plan(
     _check_names(graph, rerun_names, "task to rerun")
     _check_names(graph, override_values, "task to override")
     needed = _needed(graph, target_names)
-    rerun_closure = set(rerun_names) | graph.descendants(rerun_names) if rerun_names else set()
+    asked = set(rerun_names)
+    rerun_closure = asked | graph.descendants(rerun_names) if rerun_names else set()
     records = snapshot.records if snapshot is not None else {}
     keys = step_keys or {}
 
@@ -226,18 +227,17 @@ def plan(
                 step_key=key,
             )
             decisions[name] = Decision(name, Action.REUSE, "overridden with a supplied value")
-        elif name in rerun_closure and (
-            name in rerun_names  # "it did not take effect": only asked by name
-            or graph.specs[name].fan_out is not None
-            or (doubt := in_doubt_reason(graph.specs[name], record)) is None
-        ):
-            why = "rerun requested" if name in rerun_names else "an upstream task is rerun"
-            decisions[name] = Decision(name, Action.RUN, why)
-        elif name in rerun_closure:  # in doubt below a rerun task: still not run silently
-            assert record is not None
-            in_doubt[name] = record
-            why = f"{doubt}; an upstream task is rerun, but only rerun=[{name!r}] runs it again"
-            decisions[name] = Decision(name, Action.IN_DOUBT, why)
+        elif name in rerun_closure:
+            # "it did not take effect" is only said by naming the task in rerun=
+            doubt = None if name in asked else _doubt(graph.specs[name], record)
+            if doubt is None:
+                why = "rerun requested" if name in asked else "an upstream task is rerun"
+                decisions[name] = Decision(name, Action.RUN, why)
+            else:  # in doubt below a rerun task: still not run silently
+                assert record is not None
+                in_doubt[name] = record
+                why = f"{doubt}; an upstream task is rerun, but only rerun=[{name!r}] runs it again"
+                decisions[name] = Decision(name, Action.IN_DOUBT, why)
         elif record is not None and record.status is TaskStatus.SUCCEEDED:
             if key is not None and record.step_key is not None and record.step_key != key:
                 decisions[name] = Decision(
@@ -249,10 +249,7 @@ def plan(
                     source = f"{source} ({record.reason})" if record.reason else "journal"
                 reused[name] = record
                 decisions[name] = Decision(name, Action.REUSE, f"succeeded in {source}")
-        elif (
-            graph.specs[name].fan_out is None  # a fan-out task's elements are judged instead
-            and (doubt := in_doubt_reason(graph.specs[name], record)) is not None
-        ):
+        elif (doubt := _doubt(graph.specs[name], record)) is not None:
             assert record is not None
             in_doubt[name] = record
             decisions[name] = Decision(name, Action.IN_DOUBT, doubt)
@@ -303,6 +300,12 @@ def plan(
         in_doubt=MappingProxyType(in_doubt),
         lineage_id=_lineage(snapshot, new_id),
     )
+
+
+def _doubt(spec: TaskSpec[..., Any], record: TaskRecord | None) -> str | None:
+    """Why ``record`` leaves ``spec`` in doubt (see :func:`in_doubt_reason`), or ``None``; a
+    fan-out task is never in doubt itself: its elements are judged instead."""
+    return None if spec.fan_out is not None else in_doubt_reason(spec, record)
 
 
 def _lineage(snapshot: Snapshot | None, new_id: str) -> str:

@@ -47,6 +47,13 @@ from flowplan.report import format_duration
 __all__ = ["ProgressHook", "rich_available"]
 
 _ORDER = ("succeeded", "reused", "failed", "in_doubt", "skipped", "cancelled")
+_OUTCOMES: dict[type, str] = {  # a finished task's event type → its outcome word
+    TaskSucceeded: "succeeded",
+    TaskFailed: "failed",
+    TaskInDoubt: "in_doubt",
+    TaskSkipped: "skipped",
+    TaskCancelled: "cancelled",
+}
 
 
 def rich_available() -> bool:
@@ -164,13 +171,7 @@ class ProgressHook:
             event, TaskSucceeded | TaskFailed | TaskSkipped | TaskCancelled | TaskInDoubt
         ):
             self._running.pop(event.task, None)
-            word = {
-                TaskSucceeded: "succeeded",
-                TaskFailed: "failed",
-                TaskInDoubt: "in_doubt",
-                TaskSkipped: "skipped",
-                TaskCancelled: "cancelled",
-            }[type(event)]
+            word = _OUTCOMES[type(event)]
             self._outcomes[event.task] = word
             where = f"[{self.done}/{self._total}]"
             if isinstance(event, TaskSucceeded):

@@ -17,7 +17,7 @@ from typing import Any, TypeAlias
 
 import attrs
 
-from flowplan._fanout import element_name, origin
+from flowplan._fanout import origin, split_element
 from flowplan._machine import _Run
 from flowplan._program import Outcome, Raised, Returned, TimedOut, run_program
 from flowplan._suggest import did_you_mean
@@ -179,15 +179,9 @@ def _scripted_task(plan: Plan, name: object) -> str | None:
         return None
     if name in specs:
         return name
-    parent, bracket, index = name.partition("[")
-    if (
-        bracket
-        and index.endswith("]")
-        and index[:-1].isdigit()
-        and element_name(parent, int(index[:-1])) == name  # no "p[01]" or "p[1]]"
-        and parent in plan.graph.fan_out_tasks()
-    ):
-        return parent
+    element = split_element(name)  # no "p[01]" or "p[1]]"
+    if element is not None and element[0] in plan.graph.fan_out_tasks():
+        return element[0]
     return None
 
 

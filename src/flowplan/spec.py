@@ -116,15 +116,17 @@ def optional(task: TaskSpec[..., Any] | str) -> OptionalDependency:
     return OptionalDependency(task)
 
 
-def _check_choice(option: str, value: object, choices: tuple[str, ...], task: str) -> None:
-    if value is None and option != "trigger":
+def _check_choice(
+    option: str, value: object, choices: tuple[str, ...], task: str, *, nullable: bool = True
+) -> None:
+    if value is None and nullable:
         return
     if isinstance(value, str) and value in choices:
         return
     hint, _ = did_you_mean(str(value), choices)
     raise InvalidOptionError(
         f"task {task!r}: {option}= must be one of {', '.join(map(repr, choices))}"
-        f"{'' if option == 'trigger' else ' or None'}, got {value!r} ({type(value).__name__}); "
+        f"{' or None' if nullable else ''}, got {value!r} ({type(value).__name__}); "
         f"{hint}",
         option=option,
         value=value,
@@ -163,22 +165,31 @@ _signatures: weakref.WeakKeyDictionary[Callable[..., object], inspect.Signature]
 )
 
 
-def _signature(fn: Callable[..., object], task: str) -> inspect.Signature:
+def cached_signature(fn: Callable[..., object]) -> inspect.Signature:
+    """``inspect.signature(fn)``, kept per function for as long as it lives.
+
+    Raises:
+        TypeError, ValueError: as :func:`inspect.signature` (e.g. builtins without one).
+    """
     try:
         return _signatures[fn]
     except (KeyError, TypeError):  # TypeError: not weak-referenceable or not hashable
         pass
+    sig = inspect.signature(fn)
+    with contextlib.suppress(TypeError):
+        _signatures[fn] = sig
+    return sig
+
+
+def _signature(fn: Callable[..., object], task: str) -> inspect.Signature:
     try:
-        sig = inspect.signature(fn)
+        return cached_signature(fn)
     except (TypeError, ValueError) as exc:  # some builtins have no signature
         raise SignatureMismatchError(
             f"task {task!r}: cannot read the signature of {fn!r} ({exc}); wrap it in a "
             "`def` with named parameters",
             task=task,
         ) from exc
-    with contextlib.suppress(TypeError):
-        _signatures[fn] = sig
-    return sig
 
 
 @attrs.frozen(eq=False)
@@ -293,7 +304,7 @@ class TaskSpec(Generic[P, R]):
                 value=self.cache,
                 task=name,
             )
-        _check_choice("trigger", self.trigger, _TRIGGER_RULES, name)
+        _check_choice("trigger", self.trigger, _TRIGGER_RULES, name, nullable=False)
         _check_choice("effect", self.effect, _EFFECTS, name)
         _check_choice("isolation", self.isolation, _ISOLATIONS, name)
         if self.reconcile is not None and self.effect != "at_most_once":

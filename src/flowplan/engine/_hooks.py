@@ -145,16 +145,17 @@ class EngineHook:
                 duration_s=event.duration_ms / 1000,
             )
         if isinstance(event, TaskStarted):
-            spec = self.graph.specs.get(event.task)
-            log.debug(
-                "Launching task %r attempt %d/%d (%s, timeout %s) run_id=%s",
-                event.task,
-                event.attempt,
-                self._max_attempts(event.task),
-                "async" if spec is not None and spec.is_async else "sync",
-                f"{spec.timeout_s:g}s" if spec is not None and spec.timeout_s else "none",
-                run_id,
-            )
+            if log.isEnabledFor(logging.DEBUG):  # every task start: format only when shown
+                spec = self.graph.specs.get(event.task)
+                log.debug(
+                    "Launching task %r attempt %d/%d (%s, timeout %s) run_id=%s",
+                    event.task,
+                    event.attempt,
+                    spec.retry.max_attempts if spec is not None else 1,
+                    "async" if spec is not None and spec.is_async else "sync",
+                    f"{spec.timeout_s:g}s" if spec is not None and spec.timeout_s else "none",
+                    run_id,
+                )
             return "on_task_start", TaskStartEvent(
                 run_id=run_id,
                 dag_name=dag,

@@ -50,6 +50,7 @@ class TaskRegistry:
 
     def __init__(self) -> None:
         self._entries: list[tuple[str, TaskSpec[..., Any]]] = []
+        self._by_key: dict[tuple[str, str], TaskSpec[..., Any]] = {}  # (dag, name) → spec
         self._scoped = False
         self._lock = threading.Lock()
         self._version = 0
@@ -74,17 +75,18 @@ class TaskRegistry:
             )
         key = dag or DEFAULT_DAG
         with self._lock:
-            for other_dag, other in self._entries:
-                if other_dag == key and other.name == spec.name:
-                    if other is spec:
-                        return
-                    raise DuplicateTaskError(
-                        f"DAG {key!r} already has a task named {spec.name!r} "
-                        f"({getattr(other.fn, '__qualname__', other.fn)!r}); names are unique "
-                        "within a DAG namespace — pass another name= or dag=",
-                        task=spec.name,
-                    )
+            other = self._by_key.get((key, spec.name))
+            if other is spec:
+                return
+            if other is not None:
+                raise DuplicateTaskError(
+                    f"DAG {key!r} already has a task named {spec.name!r} "
+                    f"({getattr(other.fn, '__qualname__', other.fn)!r}); names are unique "
+                    "within a DAG namespace — pass another name= or dag=",
+                    task=spec.name,
+                )
             self._entries.append((key, spec))
+            self._by_key[key, spec.name] = spec
             self._scoped = self._scoped or dag is not None
             self._version += 1
 
@@ -166,6 +168,7 @@ class TaskRegistry:
         """Forget every task."""
         with self._lock:
             self._entries.clear()
+            self._by_key.clear()
             self._scoped = False
             self._version += 1
 

@@ -97,7 +97,8 @@ def build_report(info: RunInfo, snapshot: Snapshot) -> dict[str, Any]:
     (``retain_result=False``).
     """
     records = snapshot.records
-    names = list(info.tasks) + [n for n in records if n not in set(info.tasks)]
+    planned = set(info.tasks)
+    names = list(info.tasks) + [n for n in records if n not in planned]
     return {
         "run_id": info.run_id,
         "dag_name": info.dag_name,

@@ -30,10 +30,10 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from flowplan._fanout import element_key
+from flowplan._fanout import element_key, split_element
 from flowplan.errors import SerializationError, StoreError
 from flowplan.snapshot import Snapshot, TaskRecord, TaskStatus
-from flowplan.store._serializers import JsonSerializer
+from flowplan.store._serializers import JsonSerializer, _reject_constant
 
 if TYPE_CHECKING:
     from flowplan.plan import Plan
@@ -45,10 +45,6 @@ JOURNAL_FORMAT = 1
 
 _log = logging.getLogger("flowplan")
 _HEAD_FIELDS = ("format", "key", "task", "run_id", "time", "attempts", "duration_ms")
-
-
-def _reject_constant(name: str) -> object:
-    raise ValueError(f"{name} is not valid JSON")
 
 
 class JournalStore:
@@ -171,11 +167,12 @@ class JournalStore:
 
         def element(entry: Mapping[str, Any]) -> bool:
             """An element (``task[2]``) of a task whose current key derives the entry's key."""
-            parent, bracket, index = entry["task"].rpartition("[")
-            if not bracket or not index.endswith("]") or not index[:-1].isdigit():
+            split = split_element(entry["task"])
+            if split is None:
                 return False
+            parent, index = split
             key = step_keys.get(parent)
-            return key is not None and element_key(key, int(index[:-1])) == entry["key"]
+            return key is not None and element_key(key, index) == entry["key"]
 
         entries = self._latest_entries(wanted.keys(), element)
         records: dict[str, TaskRecord] = {}
