@@ -113,9 +113,16 @@ def edge_type_problems(specs: Mapping[str, TaskSpec[..., Any]]) -> list[EdgeType
             number_of_id[id(fn)] = number
         return number
 
+    unchecked_fns: set[int] = set()  # ids of bodies with no parameter to check (e.g. **deps)
     for consumer in specs.values():
         if consumer.upstream_param is not None or not consumer.deps:
             continue  # one dict receives every value: nothing is injected by name
+        if (
+            id(consumer.fn) in unchecked_fns
+            and consumer.when is None
+            and consumer.validate is None
+        ):
+            continue  # the common case of generated graphs: one shared **kwargs body
         receivers: tuple[tuple[str | None, Callable[..., object] | None], ...] = (
             ((None, consumer.fn),)
             if consumer.when is None and consumer.validate is None
@@ -132,6 +139,8 @@ def edge_type_problems(specs: Mapping[str, TaskSpec[..., Any]]) -> list[EdgeType
             if checkable is None:
                 checkable = checkable_of[fn_key] = _checkable(fn)
             if not checkable:
+                if gate is None:
+                    unchecked_fns.add(id(fn))
                 continue
             for dep in consumer.deps:
                 name = dep.name

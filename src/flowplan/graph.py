@@ -23,6 +23,7 @@ import attrs
 import networkx as nx
 
 from flowplan._fanout import check_fan_out
+from flowplan._gc import gc_paused
 from flowplan._suggest import did_you_mean
 from flowplan._typecheck import edge_type_problems, resolve_check_types
 from flowplan._validate import (
@@ -90,6 +91,11 @@ class TaskGraph:
             MissingExtraError: ``check_types=True`` without beartype
                 (``pip install 'flowplan[typecheck]'``).
         """
+        with gc_paused:  # no task code runs here; see flowplan._gc
+            return cls._build(specs, check_types)
+
+    @classmethod
+    def _build(cls, specs: Iterable[object], check_types: bool | None) -> TaskGraph:
         problems: list[DefinitionError] = []
         by_name: dict[str, TaskSpec[..., Any]] = {}
         for spec in specs:
@@ -323,6 +329,19 @@ class TaskGraph:
             )
             self._cache["plain"] = plain
         return plain
+
+    def bare_tasks(self) -> frozenset[str]:
+        """The tasks whose keyword arguments are exactly their inputs' values (no
+        ``upstream_param``, no context parameter), computed once."""
+        bare: frozenset[str] | None = self._cache.get("bare")
+        if bare is None:
+            bare = frozenset(
+                name
+                for name, spec in self.specs.items()
+                if spec.upstream_param is None and spec.context_param is None
+            )
+            self._cache["bare"] = bare
+        return bare
 
     def triggered_tasks(self) -> frozenset[str]:
         """The tasks with a non-default ``trigger`` or an ``optional`` dependency, computed

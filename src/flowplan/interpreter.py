@@ -46,7 +46,7 @@ from flowplan.executors import InlineExecutor, validate_max_workers
 from flowplan.hooks import Hook
 from flowplan.plan import Plan
 from flowplan.policies import RetryBudget
-from flowplan.snapshot import ErrorInfo, Snapshot
+from flowplan.snapshot import ErrorInfo, Snapshot, TaskStatus, _make_record
 from flowplan.transitions import advance
 
 if TYPE_CHECKING:
@@ -244,6 +244,20 @@ def _run_inline_storeless(run: _Run) -> None:
     current = _current
     step_keys = run.step_keys
     dispatch = run.dispatch if run.dispatch else None  # hooks, and no store (else _run_inline)
+    # A quiet run with none of the features _Run._finished handles besides counting (trigger
+    # rules, fan-out, caching, released values, detached tasks) applies a plain success here.
+    graph = run.graph
+    direct = dispatch is None and not (
+        run.triggered or run.fanout or run.caching or run.consumers_left or graph.detached
+    )
+    records = run.records
+    waiting = run.waiting
+    at_zero = run.at_zero  # grows when a gate's skip reaches a task: then done() decides
+    successors = graph.successors
+    inputs = graph.inputs
+    bare = graph.bare_tasks()  # tasks whose kwargs are just their inputs' values
+    make_record = _make_record
+    succeeded = TaskStatus.SUCCEEDED
     ready = collections.deque(run.start())
     try:
         while run.unfinished > 0:
@@ -259,7 +273,10 @@ def _run_inline_storeless(run: _Run) -> None:
             if run.stopped is not None or run.fatal is not None:
                 _plain_job(run, name, emit)  # it records the cancellation
                 continue
-            kwargs = kwargs_of(name)
+            if name in bare:
+                kwargs = {dep: records[dep].value for dep in inputs[name]}
+            else:
+                kwargs = kwargs_of(name)
             started_at = clock()
             running.add(name)
             if dispatch is not None:
@@ -279,10 +296,42 @@ def _run_inline_storeless(run: _Run) -> None:
             duration = (perf_counter() - start) * 1000
             current.reset(token)
             finished_at = clock()
-            if dispatch is not None:
-                step_key = step_keys.get(name)
-                dispatch(_make_succeeded(run_id, finished_at, name, 1, value, duration, step_key))
-            ready.extend(done(name, started_at, finished_at, value, duration))
+            if not direct or at_zero:
+                if dispatch is not None:
+                    step_key = step_keys.get(name)
+                    dispatch(
+                        _make_succeeded(run_id, finished_at, name, 1, value, duration, step_key)
+                    )
+                ready.extend(done(name, started_at, finished_at, value, duration))
+                continue
+            # == done(): the record, then each successor's count (see _Run._finished)
+            running.discard(name)
+            records[name] = make_record(
+                name,
+                succeeded,
+                1,
+                value,
+                True,
+                None,
+                started_at,
+                finished_at,
+                duration,
+                None,
+                None,
+                False,
+                step_keys.get(name),
+                (),
+                False,
+                False,
+            )
+            run.unfinished -= 1
+            run.main_left -= 1
+            for succ in successors[name]:
+                left = waiting.get(succ)
+                if left is not None:
+                    waiting[succ] = left = left - 1
+                    if left == 0 and succ not in records:
+                        ready.append(succ)
     except BaseException as exc:  # outside any body: record every task, then re-raise
         run.abort(exc)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
@@ -17,6 +17,7 @@ import attrs
 
 from flowplan._effects import in_doubt_reason
 from flowplan._fanout_plan import doubtful_elements, prior_elements
+from flowplan._gc import gc_paused
 from flowplan._liveness import check_liveness
 from flowplan.errors import InvalidOptionError, UnknownTaskError
 from flowplan.graph import TaskGraph
@@ -51,6 +52,33 @@ class Decision:
     task: str
     action: Action
     reason: str
+
+
+class _Decisions(Mapping[str, Decision]):
+    """``Plan.decisions``: each task's action and reason kept in two plain dicts (no object per
+    task: a 100,000-task plan builds no ``Decision`` until one is read), read as
+    name → :class:`Decision` in topological order."""
+
+    __slots__ = ("_actions", "_reasons")
+
+    def __init__(self, actions: dict[str, Action], reasons: dict[str, str]) -> None:
+        self._actions = actions
+        self._reasons = reasons
+
+    def __getitem__(self, name: str) -> Decision:
+        return Decision(name, self._actions[name], self._reasons[name])
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._actions
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._actions)
+
+    def __len__(self) -> int:
+        return len(self._actions)
+
+    def __repr__(self) -> str:
+        return f"<{len(self)} decisions>"
 
 
 def _name(task: object) -> str:
@@ -196,24 +224,116 @@ def plan(
             stable fingerprint.
         InvalidOptionError: ``cache`` is not a :class:`~flowplan.cache.ResultCache`.
     """
+    with gc_paused:  # many small objects, no task code; see flowplan._gc
+        return _plan(
+            graph,
+            snapshot,
+            targets=targets,
+            rerun=rerun,
+            overrides=overrides,
+            step_keys=step_keys,
+            run_id=run_id,
+            cache=cache,
+        )
+
+
+_NO_RECORD = "no earlier record"
+
+
+def _plan(
+    graph: TaskGraph,
+    snapshot: Snapshot | None,
+    *,
+    targets: Iterable[str | TaskSpec[..., Any]] | None,
+    rerun: Iterable[str | TaskSpec[..., Any]],
+    overrides: Mapping[Any, object] | None,
+    step_keys: Mapping[str, str] | None,
+    run_id: str | None,
+    cache: ResultCache | None,
+) -> Plan:
     target_names = None if targets is None else [_name(t) for t in targets]
     rerun_names = [_name(t) for t in rerun]
     override_values = {_name(t): v for t, v in (overrides or {}).items()}
     _check_names(graph, target_names or (), "target")
     _check_names(graph, rerun_names, "task to rerun")
     _check_names(graph, override_values, "task to override")
+    records = snapshot.records if snapshot is not None else {}
+    keys = step_keys or {}
+    reused: dict[str, TaskRecord] = {}
+    in_doubt: dict[str, TaskRecord] = {}
+    fresh = not records and target_names is None and not rerun_names and not override_values
+    if fresh:  # a fresh run of the whole graph: every task runs, for the same reason.
+        actions = dict.fromkeys(graph.order, Action.RUN)
+        reasons = dict.fromkeys(graph.order, _NO_RECORD)
+    else:
+        actions, reasons = _decide(
+            graph,
+            records,
+            keys=keys,
+            target_names=target_names,
+            rerun_names=rerun_names,
+            override_values=override_values,
+            reused=reused,
+            in_doubt=in_doubt,
+        )
+    rerun_closure = set(rerun_names) | graph.descendants(rerun_names) if rerun_names else set()
+
+    # After the released values: a task recomputed for its consumers may be a cache hit.
+    cache_plan = None
+    if cache is not None:
+        cache_plan = _apply_cache(
+            graph, cache, actions, reasons, reused, rerun=rerun_closure, keys=keys
+        )
+
+    if fresh and not reused:  # every task still runs (no cache hit)
+        to_run = graph.order
+    else:
+        scheduled = (Action.RUN, Action.IN_DOUBT)  # an in-doubt task is settled in the run
+        to_run = tuple(n for n in graph.order if actions[n] in scheduled)
+    check_liveness(graph, to_run, reused)  # no task can wait forever (raises on a bug)
+    new_id = run_id if run_id is not None else uuid.uuid4().hex
+    elements = prior_elements(graph, records, reused, to_run, keys, rerun=rerun_closure)
+    if elements:
+        _note_elements(reasons, elements, "that succeeded earlier are reused")
+    if doubtful := doubtful_elements(graph, records, to_run, rerun=rerun_closure):
+        _note_elements(reasons, doubtful, "are in doubt (at_most_once)")
+        in_doubt.update(doubtful)
+    return Plan(
+        graph=graph,
+        run_id=new_id,
+        decisions=_Decisions(actions, reasons),
+        reused=MappingProxyType(reused),
+        to_run=to_run,
+        step_keys=MappingProxyType(dict(keys)),
+        elements=MappingProxyType(elements),
+        cache_plan=cache_plan,
+        in_doubt=MappingProxyType(in_doubt),
+        lineage_id=_lineage(snapshot, new_id),
+    )
+
+
+def _decide(
+    graph: TaskGraph,
+    records: Mapping[str, TaskRecord],
+    *,
+    keys: Mapping[str, str],
+    target_names: list[str] | None,
+    rerun_names: list[str],
+    override_values: dict[str, object],
+    reused: dict[str, TaskRecord],
+    in_doubt: dict[str, TaskRecord],
+) -> tuple[dict[str, Action], dict[str, str]]:
+    """Each task's action and reason, task by task (fills ``reused`` and ``in_doubt``)."""
     needed = _needed(graph, target_names)
     asked = set(rerun_names)
     rerun_closure = asked | graph.descendants(rerun_names) if rerun_names else set()
-    records = snapshot.records if snapshot is not None else {}
-    keys = step_keys or {}
-
-    decisions: dict[str, Decision] = {}
-    reused: dict[str, TaskRecord] = {}
-    in_doubt: dict[str, TaskRecord] = {}
+    actions: dict[str, Action] = {}
+    reasons: dict[str, str] = {}
+    run, reuse = Action.RUN, Action.REUSE
     for name in graph.order:
         if needed is not None and name not in needed:
-            decisions[name] = Decision(name, Action.NOT_NEEDED, "not upstream of any target")
+            actions[name] = Action.NOT_NEEDED
+            reasons[name] = "not upstream of any target"
             continue
         record = records.get(name)
         key = keys.get(name)
@@ -226,80 +346,53 @@ def plan(
                 overridden=True,
                 step_key=key,
             )
-            decisions[name] = Decision(name, Action.REUSE, "overridden with a supplied value")
+            actions[name] = reuse
+            reasons[name] = "overridden with a supplied value"
         elif name in rerun_closure:
             # "it did not take effect" is only said by naming the task in rerun=
             doubt = None if name in asked else _doubt(graph.specs[name], record)
             if doubt is None:
-                why = "rerun requested" if name in asked else "an upstream task is rerun"
-                decisions[name] = Decision(name, Action.RUN, why)
+                actions[name] = run
+                reasons[name] = "rerun requested" if name in asked else "an upstream task is rerun"
             else:  # in doubt below a rerun task: still not run silently
                 assert record is not None
                 in_doubt[name] = record
-                why = f"{doubt}; an upstream task is rerun, but only rerun=[{name!r}] runs it again"
-                decisions[name] = Decision(name, Action.IN_DOUBT, why)
+                actions[name] = Action.IN_DOUBT
+                reasons[name] = (
+                    f"{doubt}; an upstream task is rerun, but only rerun=[{name!r}] runs it again"
+                )
         elif record is not None and record.status is TaskStatus.SUCCEEDED:
             if key is not None and record.step_key is not None and record.step_key != key:
-                decisions[name] = Decision(
-                    name, Action.RUN, "its code, version or an upstream step changed"
-                )
+                actions[name] = run
+                reasons[name] = "its code, version or an upstream step changed"
             else:
                 source = "an earlier run"
                 if record.cached:  # a result-cache hit has a reason; a journal replay has none
                     source = f"{source} ({record.reason})" if record.reason else "journal"
                 reused[name] = record
-                decisions[name] = Decision(name, Action.REUSE, f"succeeded in {source}")
+                actions[name] = reuse
+                reasons[name] = f"succeeded in {source}"
         elif (doubt := _doubt(graph.specs[name], record)) is not None:
             assert record is not None
             in_doubt[name] = record
-            decisions[name] = Decision(name, Action.IN_DOUBT, doubt)
+            actions[name] = Action.IN_DOUBT
+            reasons[name] = doubt
         else:
-            decisions[name] = Decision(name, Action.RUN, _previous_reason(record))
+            actions[name] = run
+            reasons[name] = _previous_reason(record)
 
     # A released value (retain_result=False) cannot feed a task that runs: recompute it.
+    scheduled = (run, Action.IN_DOUBT)
     for name in reversed(graph.order):
-        decision = decisions[name]
-        if decision.action is Action.REUSE and reused[name].released:
-            consumers = [
-                s
-                for s in graph.successors[name]
-                if decisions[s].action in (Action.RUN, Action.IN_DOUBT)
-            ]
+        if actions[name] is reuse and reused[name].released:
+            consumers = [s for s in graph.successors[name] if actions[s] in scheduled]
             if consumers:
                 del reused[name]
-                decisions[name] = Decision(
-                    name,
-                    Action.RUN,
-                    f"its value was released (retain_result=False) and {consumers[0]!r} needs it",
+                actions[name] = run
+                reasons[name] = (
+                    f"its value was released (retain_result=False) and {consumers[0]!r} needs it"
                 )
-
-    # After the released values: a task recomputed for its consumers may be a cache hit.
-    cache_plan = None
-    if cache is not None:
-        cache_plan = _apply_cache(graph, cache, decisions, reused, rerun=rerun_closure, keys=keys)
-
-    scheduled = (Action.RUN, Action.IN_DOUBT)  # an in-doubt task is settled in the run
-    to_run = tuple(n for n in graph.order if decisions[n].action in scheduled)
-    check_liveness(graph, to_run, reused)  # no task can wait forever (raises on a bug)
-    new_id = run_id if run_id is not None else uuid.uuid4().hex
-    elements = prior_elements(graph, records, reused, to_run, keys, rerun=rerun_closure)
-    if elements:
-        _note_elements(decisions, elements, "that succeeded earlier are reused")
-    if doubtful := doubtful_elements(graph, records, to_run, rerun=rerun_closure):
-        _note_elements(decisions, doubtful, "are in doubt (at_most_once)")
-        in_doubt.update(doubtful)
-    return Plan(
-        graph=graph,
-        run_id=new_id,
-        decisions=MappingProxyType(decisions),
-        reused=MappingProxyType(reused),
-        to_run=to_run,
-        step_keys=MappingProxyType(dict(keys)),
-        elements=MappingProxyType(elements),
-        cache_plan=cache_plan,
-        in_doubt=MappingProxyType(in_doubt),
-        lineage_id=_lineage(snapshot, new_id),
-    )
+    return actions, reasons
 
 
 def _doubt(spec: TaskSpec[..., Any], record: TaskRecord | None) -> str | None:
@@ -323,7 +416,8 @@ def _lineage(snapshot: Snapshot | None, new_id: str) -> str:
 def _apply_cache(
     graph: TaskGraph,
     cache: ResultCache,
-    decisions: dict[str, Decision],
+    actions: dict[str, Action],
+    reasons: dict[str, str],
     reused: dict[str, TaskRecord],
     *,
     rerun: set[str],
@@ -344,29 +438,24 @@ def _apply_cache(
             option="cache",
             value=cache,
         )
-    to_run = [n for n, d in decisions.items() if d.action is Action.RUN]
-    cache_plan, hits, reasons = plan_cache(
+    to_run = [n for n, a in actions.items() if a is Action.RUN]
+    cache_plan, hits, why_run = plan_cache(
         graph, cache, run=to_run, reused=reused, rerun=rerun, step_keys=keys
     )
     for name, record in hits.items():
         reused[name] = record
-        decisions[name] = Decision(name, Action.REUSE, record.reason or "cache hit")
-    for name, why in reasons.items():
-        decisions[name] = Decision(name, Action.RUN, f"{decisions[name].reason}; {why}")
+        actions[name] = Action.REUSE
+        reasons[name] = record.reason or "cache hit"
+    for name, why in why_run.items():
+        reasons[name] = f"{reasons[name]}; {why}"
     return cache_plan
 
 
-def _note_elements(
-    decisions: dict[str, Decision], elements: Mapping[str, TaskRecord], what: str
-) -> None:
+def _note_elements(reasons: dict[str, str], elements: Mapping[str, TaskRecord], what: str) -> None:
     """Say in a fan-out task's reason how many of its elements are reused (or in doubt)."""
     counts: dict[str, int] = {}
     for name in elements:
         parent = name.rpartition("[")[0]
         counts[parent] = counts.get(parent, 0) + 1
     for parent, count in counts.items():
-        decision = decisions[parent]
-        decisions[parent] = attrs.evolve(
-            decision,
-            reason=f"{decision.reason}; {count} element(s) {what}",
-        )
+        reasons[parent] = f"{reasons[parent]}; {count} element(s) {what}"
