@@ -117,11 +117,7 @@ def edge_type_problems(specs: Mapping[str, TaskSpec[..., Any]]) -> list[EdgeType
     for consumer in specs.values():
         if consumer.upstream_param is not None or not consumer.deps:
             continue  # one dict receives every value: nothing is injected by name
-        if (
-            id(consumer.fn) in unchecked_fns
-            and consumer.when is None
-            and consumer.validate is None
-        ):
+        if id(consumer.fn) in unchecked_fns and consumer.when is None and consumer.validate is None:
             continue  # the common case of generated graphs: one shared **kwargs body
         receivers: tuple[tuple[str | None, Callable[..., object] | None], ...] = (
             ((None, consumer.fn),)
