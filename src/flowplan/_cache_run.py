@@ -68,7 +68,7 @@ def cache_lookups(run: _Run, ready: list[str]) -> list[str]:
             if run.fatal is not None or stopped:
                 out.append(name)  # the driver cancels it
                 continue
-            found = caching.lookup(name, run.records, run.step_keys.get(name))
+            found = caching.lookup(name, run.view, run.step_keys.get(name))
             if found is None:
                 out.append(name)
                 continue

@@ -93,7 +93,7 @@ def skip_downstream(
                     left = run.waiting[succ] - 1
                     run.waiting[succ] = left
                     if left == 0:
-                        verdict = decide(graph, succ, records)
+                        verdict = decide(graph, succ, run.view)
                         if verdict is None:
                             ready.append(succ)
                         else:
@@ -124,7 +124,7 @@ def gated(run: _Run, root: str) -> bool:
     Returns:
         True when ``root``'s record is SKIPPED.
     """
-    record = run.records.get(root)
+    record = run.record(root)
     return record is not None and record.status is TaskStatus.SKIPPED
 
 
@@ -139,7 +139,7 @@ def trigger(run: _Run, name: str) -> list[str]:
         ``[name]`` when the rule lets it run; else it is skipped (and what is below it) and
         the tasks that became ready meanwhile are returned.
     """
-    verdict = decide(run.graph, name, run.records)
+    verdict = decide(run.graph, name, run.view)
     if verdict is None:
         return [name]
     reason, root = verdict
@@ -179,7 +179,7 @@ def record_terminal(run: _Run, name: str, skip: TaskSkipped | TaskCancelled) -> 
     """
     doubt = keep_doubt(run, skip) if run.plan.in_doubt else None
     event = skip if doubt is None else doubt
-    record = advance(run.records.get(name), event)
+    record = advance(run.record(name), event)
     run.records[name] = record
     if run.store is not None:
         run.store.save_record(run.run_id, record)

@@ -224,7 +224,7 @@ class FanOut:
             return run.apply(cancelled)
         spec = self.specs[parent]
         upstream = self.parents[parent]
-        record = run.records.get(upstream)
+        record = run.record(upstream)
         value = record.value if record is not None else None
         run.apply(TaskStarted(run.run_id, run.clock(), parent, 1))
         self.opened[parent] = time.perf_counter()
@@ -307,7 +307,7 @@ class FanOut:
 
     def _close(self, parent: str) -> list[str]:
         run = self.run
-        records = [run.records[name] for name in self.members[parent]]
+        records = [run.view[name] for name in self.members[parent]]
         duration = (time.perf_counter() - self.opened.pop(parent)) * 1000
         failed = [r.name for r in records if r.status is TaskStatus.FAILED]
         cancelled = [r for r in records if r.status is TaskStatus.CANCELLED]

@@ -42,7 +42,15 @@ from flowplan.events import (
 from flowplan.hooks import Hook, HookDispatcher
 from flowplan.plan import Plan
 from flowplan.policies import RetryBudget
-from flowplan.snapshot import ErrorInfo, Snapshot, TaskRecord, TaskStatus, _make_record
+from flowplan.snapshot import (
+    ErrorInfo,
+    Snapshot,
+    TaskRecord,
+    TaskStatus,
+    _make_record,
+    _Ok,
+    _Records,
+)
 from flowplan.transitions import advance
 
 if TYPE_CHECKING:
@@ -93,7 +101,8 @@ class _Run(TaskStarter):
         # Reused records, then terminal (and, with hooks or a store, RUNNING) records as tasks
         # progress. A planned task with no record is PENDING: no record is built for it until
         # finish() (one record per task on the fast path instead of three).
-        self.records: dict[str, TaskRecord] = dict(plan.reused)
+        self.records: dict[str, TaskRecord | _Ok] = dict(plan.reused)
+        self.view = _Records(self.records)  # the same, each _Ok tuple read as its record
         # Quiet: nobody observes events (no hooks, no store), so a plain task's success is
         # applied as one ``_Done`` item without building its two events.
         self.quiet = store is None and not self.dispatch
@@ -169,7 +178,7 @@ class _Run(TaskStarter):
     def apply(self, event: TaskEvent) -> list[str]:
         """Apply a task event; return the names that became ready to run."""
         name = event.task
-        old = self.records.get(name)
+        old = self.record(name)
         if old is None and type(event) is TaskCancelled and self.plan.in_doubt:
             event = keep_doubt(self, event) or event  # cancelled on start (should_cancel)
         released = isinstance(event, TaskReleased)
@@ -308,7 +317,7 @@ class _Run(TaskStarter):
         return out if self.fanout is None else self.fanout.expand(out)
 
     def _release(self, name: str) -> None:
-        record = self.records.get(name)
+        record = self.record(name)
         if record is not None and record.has_value:
             self.apply(TaskReleased(self.run_id, self.clock(), name))
 
@@ -354,7 +363,7 @@ class _Run(TaskStarter):
         info = ErrorInfo.from_exception(exc, kind="interrupted")
         names = self.plan.to_run if self.fanout is None else self.fanout.ordered(self.plan.to_run)
         for name in names:
-            old = self.records.get(name)  # None: pending, or running on a quiet fast path
+            old = self.record(name)  # None: pending, or running on a quiet fast path
             if old is None and name in self.running:
                 old = TaskRecord(name, _RUNNING, 1)
             event: TaskFailed | TaskCancelled | TaskInDoubt
@@ -379,7 +388,7 @@ class _Run(TaskStarter):
                 self.dispatch(event)
         if self.store is not None:
             with contextlib.suppress(Exception):  # the original error is the one to raise
-                self.store.finish_run(Snapshot(self.run_id, self.records), "failed")
+                self.store.finish_run(Snapshot(self.run_id, _Records(dict(self.records))), "failed")
             self.store = None
         self.finish()
         raise exc  # pragma: no cover - finish() raised it
@@ -392,16 +401,19 @@ class _Run(TaskStarter):
         names = self.plan.to_run if self.fanout is None else self.fanout.ordered(self.plan.to_run)
         for name in names:
             ordered[name] = records.get(name) or TaskRecord(name, _PENDING)
-        self.records = records = ordered
+        self.records = ordered
+        self.view = view = _Records(ordered)
         lineage = None if self.lineage == self.run_id else self.lineage
-        snapshot = Snapshot(self.run_id, records, lineage_id=lineage)
+        snapshot = Snapshot(self.run_id, view, lineage_id=lineage)
         forget_lineage(self.run_id)
-        by_status = collections.Counter([r.status for r in records.values()])
+        by_status = collections.Counter(
+            [_SUCCEEDED if isinstance(r, tuple) else r.status for r in ordered.values()]
+        )
         counts = {status.value: count for status, count in by_status.items()}
         bad = (TaskStatus.FAILED, TaskStatus.CANCELLED, TaskStatus.IN_DOUBT)
         detached = self.graph.detached
         if detached:
-            failed = any(rec.status in bad for name, rec in records.items() if name not in detached)
+            failed = any(view[name].status in bad for name in ordered if name not in detached)
         else:
             failed = any(by_status[status] for status in bad)
         status = "failed" if failed else "succeeded"

@@ -19,7 +19,7 @@ from flowplan._triggers import received
 from flowplan.events import TaskStarted
 from flowplan.graph import TaskGraph
 from flowplan.plan import Plan
-from flowplan.snapshot import TaskRecord
+from flowplan.snapshot import TaskRecord, _Ok
 from flowplan.transitions import advance
 
 if TYPE_CHECKING:
@@ -39,7 +39,8 @@ class TaskStarter:
     plan: Plan
     graph: TaskGraph
     run_id: str
-    records: dict[str, TaskRecord]
+    records: dict[str, TaskRecord | _Ok]
+    view: Mapping[str, TaskRecord]  # the same records, each tuple read as its TaskRecord
     context: object
     clock: Callable[[], float]
     store: StateStore | None
@@ -55,14 +56,23 @@ class TaskStarter:
     fanout: FanOut | None
     caching: CacheRun | None
 
+    def record(self, name: str) -> TaskRecord | None:
+        """``name``'s record so far (an ``_Ok`` tuple read as its record), or ``None``."""
+        record = self.records.get(name)
+        return self.view[name] if isinstance(record, tuple) else record
+
     def inputs(self, name: str) -> tuple[dict[str, Any], dict[str, Any]]:
         """The keyword arguments for ``name``'s body, and for its gates."""
         spec = self.graph.specs[name]
         records = self.records
         if name in self.triggered:  # a dependency that did not succeed is received as None
-            gate_kwargs = {dep: received(records[dep]) for dep in self.graph.predecessors[name]}
+            view = self.view
+            gate_kwargs = {dep: received(view[dep]) for dep in self.graph.predecessors[name]}
         else:
-            gate_kwargs = {dep: records[dep].value for dep in self.graph.predecessors[name]}
+            gate_kwargs = {
+                dep: r[0] if isinstance(r := records[dep], tuple) else r.value
+                for dep in self.graph.predecessors[name]
+            }
         if spec.upstream_param is not None:
             kwargs: dict[str, Any] = {spec.upstream_param: dict(gate_kwargs)}
         else:
@@ -80,9 +90,16 @@ class TaskStarter:
         kwargs: dict[str, Any]
         if spec.upstream_param is not None:
             preds = self.graph.predecessors[name]
-            kwargs = {spec.upstream_param: {dep: records[dep].value for dep in preds}}
+            kwargs = {
+                spec.upstream_param: {
+                    dep: r[0] if isinstance(r := records[dep], tuple) else r.value for dep in preds
+                }
+            }
         else:
-            kwargs = {dep: records[dep].value for dep in self.graph.inputs[name]}
+            kwargs = {
+                dep: r[0] if isinstance(r := records[dep], tuple) else r.value
+                for dep in self.graph.inputs[name]
+            }
         if spec.context_param is not None:
             kwargs[spec.context_param] = self.context
         return kwargs
@@ -162,7 +179,7 @@ class TaskStarter:
         if store is None or name not in self.durable_starts:
             return
         event = TaskStarted(self.run_id, self.clock(), name, attempt)
-        store.save_record(self.run_id, advance(self.records.get(name), event))
+        store.save_record(self.run_id, advance(self.record(name), event))
         flush = getattr(store, "flush", None)
         if flush is not None:
             flush()

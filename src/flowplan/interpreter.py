@@ -46,7 +46,7 @@ from flowplan.executors import InlineExecutor, validate_max_workers
 from flowplan.hooks import Hook
 from flowplan.plan import Plan
 from flowplan.policies import RetryBudget
-from flowplan.snapshot import ErrorInfo, Snapshot, TaskStatus, _make_record
+from flowplan.snapshot import ErrorInfo, Snapshot
 from flowplan.transitions import advance
 
 if TYPE_CHECKING:
@@ -256,8 +256,6 @@ def _run_inline_storeless(run: _Run) -> None:
     successors = graph.successors
     inputs = graph.inputs
     bare = graph.bare_tasks()  # tasks whose kwargs are just their inputs' values
-    make_record = _make_record
-    succeeded = TaskStatus.SUCCEEDED
     ready = collections.deque(run.start())
     try:
         while run.unfinished > 0:
@@ -274,7 +272,10 @@ def _run_inline_storeless(run: _Run) -> None:
                 _plain_job(run, name, emit)  # it records the cancellation
                 continue
             if name in bare:
-                kwargs = {dep: records[dep].value for dep in inputs[name]}
+                kwargs = {
+                    dep: r[0] if isinstance(r := records[dep], tuple) else r.value
+                    for dep in inputs[name]
+                }
             else:
                 kwargs = kwargs_of(name)
             started_at = clock()
@@ -304,26 +305,9 @@ def _run_inline_storeless(run: _Run) -> None:
                     )
                 ready.extend(done(name, started_at, finished_at, value, duration))
                 continue
-            # == done(): the record, then each successor's count (see _Run._finished)
+            # == done(): the record (an _Ok tuple), then each successor's count (_Run._finished)
             running.discard(name)
-            records[name] = make_record(
-                name,
-                succeeded,
-                1,
-                value,
-                True,
-                None,
-                started_at,
-                finished_at,
-                duration,
-                None,
-                None,
-                False,
-                step_keys.get(name),
-                (),
-                False,
-                False,
-            )
+            records[name] = (value, started_at, finished_at, duration, step_keys.get(name))
             run.unfinished -= 1
             run.main_left -= 1
             for succ in successors[name]:

@@ -11,7 +11,7 @@ import enum
 import traceback
 from collections.abc import Callable, Coroutine, Iterator, Mapping
 from types import MappingProxyType
-from typing import Any, TypeVar, overload
+from typing import Any, TypeAlias, TypeVar, overload
 
 import attrs
 
@@ -168,7 +168,70 @@ def _record_maker() -> Callable[..., TaskRecord]:
 _make_record = _record_maker()
 
 
+_Ok: TypeAlias = tuple[Any, float, float, float, str | None]
+"""A plain task's success as the inline driver keeps it: value, started_at, finished_at,
+duration_ms, step_key. Its :class:`TaskRecord` (SUCCEEDED, one attempt, every other field at
+its default) is built only when someone reads it: an exact tuple of plain values is one the
+garbage collector stops tracking, so a 100,000-task run adds no tracked object per task."""
+
+
+def ok_record(name: str, ok: _Ok) -> TaskRecord:
+    """The :class:`TaskRecord` an ``_Ok`` tuple stands for."""
+    value, started_at, finished_at, duration_ms, step_key = ok
+    return _make_record(
+        name,
+        TaskStatus.SUCCEEDED,
+        1,
+        value,
+        True,
+        None,
+        started_at,
+        finished_at,
+        duration_ms,
+        None,
+        None,
+        False,
+        step_key,
+        (),
+        False,
+        False,
+    )
+
+
+class _Records(Mapping[str, TaskRecord]):
+    """A snapshot's records as a run left them: name → record or ``_Ok`` tuple, in run order;
+    each tuple becomes its :class:`TaskRecord` on first read (kept: later reads get the same
+    object). Read-only from outside; the run that owns ``raw`` stops writing before it hands
+    the snapshot out."""
+
+    __slots__ = ("_raw",)
+
+    def __init__(self, raw: dict[str, TaskRecord | _Ok]) -> None:
+        self._raw = raw
+
+    def __getitem__(self, name: str) -> TaskRecord:
+        record = self._raw[name]
+        if type(record) is tuple:
+            record = self._raw[name] = ok_record(name, record)
+        assert not isinstance(record, tuple)
+        return record
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._raw
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._raw)
+
+    def __len__(self) -> int:
+        return len(self._raw)
+
+    def __repr__(self) -> str:
+        return f"{{{', '.join(f'{name!r}: {self[name]!r}' for name in self._raw)}}}"
+
+
 def _freeze_records(records: Mapping[str, TaskRecord]) -> Mapping[str, TaskRecord]:
+    if type(records) is _Records:  # a run's own records: nobody else holds the dict
+        return records
     return MappingProxyType(dict(records))
 
 
