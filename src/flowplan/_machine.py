@@ -47,9 +47,9 @@ from flowplan.snapshot import (
     Snapshot,
     TaskRecord,
     TaskStatus,
-    _make_record,
     _Ok,
     _Records,
+    ok_record,
 )
 from flowplan.transitions import advance
 
@@ -223,37 +223,24 @@ class _Run(TaskStarter):
         self.running.discard(name)
         if name in self.records:
             return []  # e.g. the run was aborted meanwhile
-        record = _make_record(  # == TaskRecord(...) with every field, built faster
-            name,
-            _SUCCEEDED,
-            1,
-            value,
-            True,
-            None,
-            started_at,
-            finished_at,
-            duration_ms,
-            None,
-            None,
-            False,
-            self.step_keys.get(name),
-            (),
-            False,
-            False,
-        )
-        if self.caching is not None:
-            record = cache_write(self, record)
+        ok = (value, started_at, finished_at, duration_ms, self.step_keys.get(name))
+        if self.caching is None:  # kept as an _Ok tuple: its TaskRecord is built when read
+            self.records[name] = ok
+            return self._finished(name, None, None)
+        record = cache_write(self, ok_record(name, ok))
         self.records[name] = record
         return self._finished(name, record, None)
 
-    def _finished(self, name: str, record: TaskRecord, event: TaskEvent | None) -> list[str]:
+    def _finished(self, name: str, record: TaskRecord | None, event: TaskEvent | None) -> list[str]:
+        """Count ``name``'s end (``record`` ``None``: a quiet success kept as a tuple); return
+        the names that became ready."""
         graph = self.graph
         self.unfinished -= 1
         ready: list[str] = []
         detached = name in graph.detached
         if not detached:
             self.main_left -= 1
-        if record.status is _SUCCEEDED:
+        if record is None or record.status is _SUCCEEDED:
             at_zero = self.at_zero
             waiting = self.waiting
             records = self.records
@@ -283,6 +270,7 @@ class _Run(TaskStarter):
                         if consumers_left[pred] == 0:
                             self._release(pred)
         else:
+            assert record is not None
             root = record.root_cause or name
             verb = record.status.value
             fatal = isinstance(event, TaskFailed) and event.fatal and self.fatal is None
