@@ -608,7 +608,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.no_extras:
         from benchmarks import extras
 
-        extra_rows = extras.measure_extras(EXTRAS_TASKS, args.repeat)
+        extra_rows = extras.measure_extras_isolated(EXTRAS_TASKS, args.repeat)  # fresh heap
         print()
         print(extras.render_extras(extra_rows, EXTRAS_TASKS, args.repeat))
     peer_rows: list[dict[str, Any]] = []

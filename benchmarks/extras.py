@@ -1,18 +1,27 @@
 """Per-task costs of what a run may carry: a SQLite store, a StructlogHook, and memory.
 
-Place: benchmarks (not collected by pytest). Each figure is measured in this process on the
-lattice shape (inline executor, so the cost is ours, not a pool's): the overhead is the run's
-time with the extra minus the same run without it, median of ``repeat``, µs per task, as wall
-time (``perf_counter``) and as this process's CPU time (``process_time``: steadier on a shared
+Place: benchmarks (not collected by pytest). Each figure is measured on the lattice shape
+(inline executor, so the cost is ours, not a pool's): the overhead is the run's time with the
+extra minus the same run without it, median of ``repeat``, µs per task, as wall time
+(``perf_counter``) and as this process's CPU time (``process_time``: steadier on a shared
 machine; for the SQLite store, wall minus CPU is time spent waiting, e.g. for the disk). The
 hook's figure is per event (two events per task). Memory is tracemalloc's retained and peak
 bytes per task of one inline end-to-end run.
+
+``python -m benchmarks`` measures the extras in a child process of their own
+(:func:`measure_extras_isolated`, i.e. ``python -m benchmarks.extras``), as each peer runs in
+its own: after the 100,000-task cases the parent's heap is large and fragmented, and every
+figure measured there (the bare run included) came out about twice as high.
 """
 
 from __future__ import annotations
 
+import argparse
 import gc
+import json
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 import tracemalloc
@@ -24,7 +33,7 @@ from benchmarks.core import declare, lattice
 from flowplan import CallbackHook, InlineExecutor, StructlogHook, TaskGraph, execute, plan
 from flowplan.store import SqliteStateStore
 
-__all__ = ["measure_extras", "render_extras"]
+__all__ = ["measure_extras", "measure_extras_isolated", "render_extras"]
 
 
 class _NoopLogger:
@@ -144,3 +153,27 @@ def render_extras(rows: Sequence[dict[str, Any]], tasks: int, repeat: int) -> st
         cpu_text = "" if cpu is None else f"{cpu:.1f}"
         lines.append(f"{row['what']:<44}{row['us']:>10.1f}{cpu_text:>8}  {row['unit']}")
     return "\n".join(lines)
+
+
+def measure_extras_isolated(tasks: int = 2_000, repeat: int = 3) -> list[dict[str, Any]]:
+    """:func:`measure_extras` in a fresh child process (``python -m benchmarks.extras``)."""
+    command = [sys.executable, "-m", "benchmarks.extras", "--tasks", str(tasks)]
+    done = subprocess.run(
+        [*command, "--repeat", str(repeat)], capture_output=True, text=True, check=True
+    )
+    rows: list[dict[str, Any]] = json.loads(done.stdout)
+    return rows
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Print :func:`measure_extras`' rows as JSON (what :func:`measure_extras_isolated` reads)."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--tasks", type=int, default=2_000, help="lattice size")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per figure (median)")
+    args = parser.parse_args(argv)
+    print(json.dumps(measure_extras(args.tasks, args.repeat)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
