@@ -402,3 +402,52 @@ def test_signature_is_read_once_and_kept() -> None:
 
     spec = TaskSpec("f", f)
     assert spec.signature == inspect.signature(f)
+
+
+def test_specs_of_one_function_share_its_signature_and_async_flag() -> None:
+    def body(**deps: object) -> int:
+        return 0
+
+    async def abody(**deps: object) -> int:
+        return 0
+
+    specs = [TaskSpec(f"t{i}", body) for i in range(3)]
+    assert all(s.signature is specs[0].signature for s in specs)
+    assert not any(s.is_async for s in specs)
+    # The memo of the last function never answers for another one.
+    after = TaskSpec("a", abody)
+    assert after.is_async
+    assert after.signature == inspect.signature(abody)
+    again = TaskSpec("b", body)
+    assert not again.is_async
+    assert again.signature is specs[0].signature
+
+
+def test_the_signature_memo_does_not_keep_a_function_alive() -> None:
+    import gc
+    import weakref
+
+    def body() -> int:
+        return 0
+
+    TaskSpec("only", body)  # the last function declared
+    ref = weakref.ref(body)
+    del body
+    gc.collect()
+    assert ref() is None
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        ("trigger", "all_sucess"),
+        ("trigger", None),
+        ("effect", "pur"),
+        ("isolation", "proces"),
+        ("cache", 1),
+        ("timeout_s", 0),
+    ],
+)
+def test_options_off_their_defaults_are_still_checked(option: str, value: Any) -> None:
+    with pytest.raises(flowplan.InvalidOptionError, match=option):
+        TaskSpec("t", lambda: 0, **{option: value})

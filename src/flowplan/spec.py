@@ -181,6 +181,27 @@ def cached_signature(fn: Callable[..., object]) -> inspect.Signature:
     return sig
 
 
+# The function of the spec declared last, with its signature and whether it is async: a graph
+# generated from one function reads both once, not per spec (a weak reference: a memo must
+# not keep a function alive).
+_last_fn: tuple[weakref.ref[Callable[..., object]], inspect.Signature, bool] | None = None
+
+
+def _function_facts(fn: Callable[..., object], task: str) -> tuple[inspect.Signature, bool]:
+    """``fn``'s signature and ``inspect.iscoroutinefunction(fn)``, remembered for the last
+    function seen."""
+    global _last_fn
+    last = _last_fn
+    if last is not None and last[0]() is fn:
+        return last[1], last[2]
+    facts = _signature(fn, task), inspect.iscoroutinefunction(fn)
+    try:
+        _last_fn = (weakref.ref(fn), *facts)
+    except TypeError:  # not weak-referenceable (e.g. some builtins): no memo
+        _last_fn = None
+    return facts
+
+
 def _signature(fn: Callable[..., object], task: str) -> inspect.Signature:
     try:
         return cached_signature(fn)
@@ -260,14 +281,17 @@ class TaskSpec(Generic[P, R]):
 
     @is_async.default
     def _is_async_default(self) -> bool:
-        return inspect.iscoroutinefunction(self.fn)
+        fn: object = self.fn
+        if not callable(fn):  # reported as an InvalidOptionError in __attrs_post_init__
+            return False
+        return _function_facts(fn, self.name)[1]
 
     @signature.default
     def _signature_default(self) -> inspect.Signature:
         fn: object = self.fn
         if not callable(fn):  # reported as an InvalidOptionError in __attrs_post_init__
             return inspect.Signature()
-        return _signature(fn, self.name)
+        return _function_facts(fn, self.name)[0]
 
     def __attrs_post_init__(self) -> None:
         name: object = self.name
@@ -285,7 +309,8 @@ class TaskSpec(Generic[P, R]):
                 value=self.fn,
                 task=name,
             )
-        validate_timeout(self.timeout_s, task=name)
+        if self.timeout_s is not None:
+            validate_timeout(self.timeout_s, task=name)
         if not isinstance(self.retry, RetryPolicy):
             raise InvalidOptionError(
                 f"task {name!r}: retry must be a RetryPolicy, got {self.retry!r}",
@@ -293,9 +318,16 @@ class TaskSpec(Generic[P, R]):
                 value=self.retry,
                 task=name,
             )
-        for option in ("when", "validate", "retry_until", "reconcile"):
-            _check_callable(option, getattr(self, option), name)
-        if not isinstance(self.cache, bool):
+        # Options at their defaults need no check (a spec is declared per task: keep it cheap).
+        if self.when is not None:
+            _check_callable("when", self.when, name)
+        if self.validate is not None:
+            _check_callable("validate", self.validate, name)
+        if self.retry_until is not None:
+            _check_callable("retry_until", self.retry_until, name)
+        if self.reconcile is not None:
+            _check_callable("reconcile", self.reconcile, name)
+        if self.cache is not False and self.cache is not True:
             raise InvalidOptionError(
                 f"task {name!r}: cache= must be True or False, got {self.cache!r} "
                 f"({type(self.cache).__name__}); pass the result cache itself to plan(cache=...), "
@@ -304,9 +336,12 @@ class TaskSpec(Generic[P, R]):
                 value=self.cache,
                 task=name,
             )
-        _check_choice("trigger", self.trigger, _TRIGGER_RULES, name, nullable=False)
-        _check_choice("effect", self.effect, _EFFECTS, name)
-        _check_choice("isolation", self.isolation, _ISOLATIONS, name)
+        if self.trigger != "all_succeeded":
+            _check_choice("trigger", self.trigger, _TRIGGER_RULES, name, nullable=False)
+        if self.effect is not None:
+            _check_choice("effect", self.effect, _EFFECTS, name)
+        if self.isolation is not None:
+            _check_choice("isolation", self.isolation, _ISOLATIONS, name)
         if self.reconcile is not None and self.effect != "at_most_once":
             raise InvalidOptionError(  # it would never be called: only such tasks are in doubt
                 f"task {name!r}: reconcile= settles an at-most-once task left in doubt, so it "
