@@ -320,7 +320,8 @@ class _Run(TaskStarter):
                 self.store.save_record(self.run_id, record)
             if self.dispatch:
                 self.dispatch(event)
-        return self._gate([n for n in plan.to_run if self.waiting[n] == 0])
+        # ``waiting`` holds the planned tasks in plan order, none counted down yet
+        return self._gate([n for n, left in self.waiting.items() if left == 0])
 
     def should_cancel(self, name: str) -> TaskCancelled | None:
         """For a task about to start: a cancellation if the run stopped meanwhile."""

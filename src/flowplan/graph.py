@@ -130,6 +130,10 @@ class TaskGraph:
         # Generated graphs share a few functions among thousands of specs: read each
         # signature's facts once (keyed by identity, the signature kept alive alongside).
         facts_of: dict[int, tuple[inspect.Signature, SignatureFacts]] = {}
+        plain: list[str] = []
+        bare: list[str] = []
+        triggered: list[str] = []
+        fan_out: dict[str, str] = {}
         # Specs usually come in declaration order, each after its dependencies; then that order
         # is the topological order the heap would produce, and successor lists come sorted.
         in_order = True
@@ -143,6 +147,11 @@ class TaskGraph:
                     in_order = False
                 last_seq = spec.seq
             dep_names = tuple([dep.name for dep in spec.deps])
+            optional_deps = False
+            for dep in spec.deps:
+                if dep.optional:
+                    optional_deps = True
+                    break
             all_known = True
             for dep_name in dep_names:
                 upstream = by_name.get(dep_name)
@@ -187,6 +196,14 @@ class TaskGraph:
             check_gates(spec, problems)
             if spec.fan_out is not None:
                 check_fan_out(spec, inputs[name], by_name, problems)
+                fan_out[name] = spec.fan_out
+            # The interpreter's task kinds, read now while the spec is at hand (one pass).
+            if _is_plain(spec):
+                plain.append(name)
+            if _is_bare(spec):
+                bare.append(name)
+            if spec.trigger != "all_succeeded" or optional_deps:
+                triggered.append(name)
         # In order, no cycle is possible: every dependency came before its dependent.
         order = tuple(by_name) if in_order else toposort(by_name, preds, succs, problems)
         if resolve_check_types(check_types):  # typed edges: a producer's return → its receiver
@@ -203,7 +220,7 @@ class TaskGraph:
                 n: tuple(sorted(s, key=position.__getitem__)) if len(s) > 1 else tuple(s)
                 for n, s in succs.items()
             }
-        return cls(
+        graph = cls(
             specs=MappingProxyType(specs_in_order),
             order=order,
             predecessors=MappingProxyType(preds),
@@ -211,6 +228,13 @@ class TaskGraph:
             inputs=MappingProxyType(inputs),
             detached=frozenset(detached),
         )
+        graph._cache.update(  # what plain_tasks() & co. would compute in passes of their own
+            plain=frozenset(plain),
+            bare=frozenset(bare),
+            triggered=frozenset(triggered),
+            fan_out=MappingProxyType(fan_out),
+        )
+        return graph
 
     @classmethod
     def from_terminals(
@@ -315,19 +339,9 @@ class TaskGraph:
         process isolation and no ``effect``."""
         plain: frozenset[str] | None = self._cache.get("plain")
         if plain is None:
-            plain = frozenset(
-                name
-                for name, spec in self.specs.items()
-                if spec.when is None
-                and spec.validate is None
-                and spec.retry_until is None
-                and spec.timeout_s is None
-                and not spec.is_async
-                and spec.retry.max_attempts == 1
-                and spec.isolation != "process"  # its attempts go to a child process
-                and spec.effect is None  # keyed attempts, durable starts, in-doubt checks
+            plain = self._cache["plain"] = frozenset(
+                name for name, spec in self.specs.items() if _is_plain(spec)
             )
-            self._cache["plain"] = plain
         return plain
 
     def bare_tasks(self) -> frozenset[str]:
@@ -335,12 +349,9 @@ class TaskGraph:
         ``upstream_param``, no context parameter), computed once."""
         bare: frozenset[str] | None = self._cache.get("bare")
         if bare is None:
-            bare = frozenset(
-                name
-                for name, spec in self.specs.items()
-                if spec.upstream_param is None and spec.context_param is None
+            bare = self._cache["bare"] = frozenset(
+                name for name, spec in self.specs.items() if _is_bare(spec)
             )
-            self._cache["bare"] = bare
         return bare
 
     def triggered_tasks(self) -> frozenset[str]:
@@ -348,22 +359,18 @@ class TaskGraph:
         once: the only ones the interpreter evaluates a trigger rule for (see ``_triggers``)."""
         triggered: frozenset[str] | None = self._cache.get("triggered")
         if triggered is None:
-            triggered = frozenset(
-                name
-                for name, spec in self.specs.items()
-                if spec.trigger != "all_succeeded" or any(dep.optional for dep in spec.deps)
+            triggered = self._cache["triggered"] = frozenset(
+                name for name, spec in self.specs.items() if _is_triggered(spec)
             )
-            self._cache["triggered"] = triggered
         return triggered
 
     def fan_out_tasks(self) -> Mapping[str, str]:
         """Each fan-out task → the dependency it maps over (``fan_out=``), computed once."""
         fan_out: Mapping[str, str] | None = self._cache.get("fan_out")
         if fan_out is None:
-            fan_out = MappingProxyType(
+            fan_out = self._cache["fan_out"] = MappingProxyType(
                 {n: s.fan_out for n, s in self.specs.items() if s.fan_out is not None}
             )
-            self._cache["fan_out"] = fan_out
         return fan_out
 
     def step_keys(self) -> Mapping[str, str]:
@@ -383,3 +390,28 @@ class TaskGraph:
             keys = MappingProxyType(computed)
             self._cache["step_keys"] = keys
         return keys
+
+
+def _is_plain(spec: TaskSpec[..., Any]) -> bool:
+    """Whether ``spec`` may run on the interpreter's fast path (see ``plain_tasks``)."""
+    return (
+        spec.when is None
+        and spec.validate is None
+        and spec.retry_until is None
+        and spec.timeout_s is None
+        and not spec.is_async
+        and spec.retry.max_attempts == 1
+        and spec.isolation != "process"  # its attempts go to a child process
+        and spec.effect is None  # keyed attempts, durable starts, in-doubt checks
+    )
+
+
+def _is_bare(spec: TaskSpec[..., Any]) -> bool:
+    """Whether ``spec``'s keyword arguments are just its inputs' values."""
+    return spec.upstream_param is None and spec.context_param is None
+
+
+def _is_triggered(spec: TaskSpec[..., Any]) -> bool:
+    """Whether ``spec`` has a trigger rule to evaluate (a non-default one, or an optional
+    dependency)."""
+    return spec.trigger != "all_succeeded" or any(dep.optional for dep in spec.deps)

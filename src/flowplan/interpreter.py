@@ -255,7 +255,7 @@ def _run_inline_storeless(run: _Run) -> None:
     at_zero = run.at_zero  # grows when a gate's skip reaches a task: then done() decides
     successors = graph.successors
     inputs = graph.inputs
-    bare = graph.bare_tasks()  # tasks whose kwargs are just their inputs' values
+    bare_plain = plain & graph.bare_tasks()  # plain, and kwargs are their inputs' values
     ready = collections.deque(run.start())
     try:
         while run.unfinished > 0:
@@ -265,17 +265,17 @@ def _run_inline_storeless(run: _Run) -> None:
             if not ready:  # pragma: no cover - a scheduling bug must not pass as a hang
                 raise RuntimeError(f"flowplan bug: {run.unfinished} task(s) can never become ready")
             name = ready.popleft()
-            if name not in plain:
-                _job(run, name, emit)
-                continue
-            if run.stopped is not None or run.fatal is not None:
-                _plain_job(run, name, emit)  # it records the cancellation
-                continue
-            if name in bare:
+            if name in bare_plain and run.stopped is None and run.fatal is None:
                 kwargs = {
                     dep: r[0] if isinstance(r := records[dep], tuple) else r.value
                     for dep in inputs[name]
                 }
+            elif name not in plain:
+                _job(run, name, emit)
+                continue
+            elif run.stopped is not None or run.fatal is not None:
+                _plain_job(run, name, emit)  # it records the cancellation
+                continue
             else:
                 kwargs = kwargs_of(name)
             started_at = clock()
