@@ -43,7 +43,15 @@ from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Any, Final
 
 from benchmarks.core import SHAPES, WORKERS, Shape
-from flowplan import Dependency, InlineExecutor, TaskGraph, TaskSpec, execute, plan
+from flowplan import (
+    Dependency,
+    InlineExecutor,
+    TaskGraph,
+    TaskSpec,
+    TaskStatus,
+    execute,
+    plan,
+)
 
 __all__ = ["RUNNERS", "WORKLOADS", "run_matrix", "run_one"]
 
@@ -170,7 +178,7 @@ def _flowplan(executor: str) -> Callable[[Shape, Callable[..., object], int], in
             snapshot = execute(the_plan, executor=InlineExecutor())
         else:
             snapshot = execute(the_plan, max_workers=workers)
-        return sum(1 for r in snapshot.records.values() if r.succeeded)
+        return len(snapshot.by_status(TaskStatus.SUCCEEDED))
 
     return run
 

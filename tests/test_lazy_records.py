@@ -595,3 +595,19 @@ def test_a_large_direct_run_adds_almost_no_tracked_objects_until_read() -> None:
     assert all(rec.status is TaskStatus.SUCCEEDED and rec.value == 0 for rec in records)
     assert tracked() - after_read < 0.1 * n  # reading again builds nothing new
     assert all(snap[f"t{i}"] is records[i] for i in range(n))
+
+
+def test_status_queries_answer_without_building_records() -> None:
+    snap = direct(fail_fast_graph())
+    raw: Mapping[str, object] = getattr(snap.records, "_raw")  # noqa: B009
+    assert snap.by_status(TaskStatus.SUCCEEDED) == ("a", "b")
+    assert snap.by_status(TaskStatus.FAILED) == ("boom",)
+    assert snap.by_status(TaskStatus.CANCELLED) == ("late", "gated_late")
+    assert snap.by_status(TaskStatus.SKIPPED) == ("after",)
+    assert snap.is_complete
+    assert type(raw["a"]) is tuple  # still unbuilt: the answers came from the tuples
+    assert type(raw["b"]) is tuple
+    # and they agree with the same questions asked of an eagerly built snapshot
+    reference = eager(fail_fast_graph())
+    for status in TaskStatus:
+        assert snap.by_status(status) == reference.by_status(status)

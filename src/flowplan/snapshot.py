@@ -228,6 +228,12 @@ class _Records(Mapping[str, TaskRecord]):
     def __repr__(self) -> str:
         return f"{{{', '.join(f'{name!r}: {self[name]!r}' for name in self._raw)}}}"
 
+    def statuses(self) -> Iterator[tuple[str, TaskStatus]]:
+        """Each name with its record's status, building no record."""
+        succeeded = TaskStatus.SUCCEEDED
+        for name, record in self._raw.items():
+            yield name, (succeeded if isinstance(record, tuple) else record.status)
+
 
 def _freeze_records(records: Mapping[str, TaskRecord]) -> Mapping[str, TaskRecord]:
     if type(records) is _Records:  # a run's own records: nobody else holds the dict
@@ -329,12 +335,18 @@ class Snapshot:
 
     def by_status(self, status: TaskStatus) -> tuple[str, ...]:
         """The names of the tasks with ``status``, in record order."""
-        return tuple(name for name, rec in self.records.items() if rec.status is status)
+        records = self.records
+        if type(records) is _Records:  # a run's own records: no record built to answer
+            return tuple(name for name, st in records.statuses() if st is status)
+        return tuple(name for name, rec in records.items() if rec.status is status)
 
     @property
     def is_complete(self) -> bool:
         """Whether every recorded task is terminal."""
-        return all(rec.status.is_terminal for rec in self.records.values())
+        records = self.records
+        if type(records) is _Records:
+            return all(st.is_terminal for _, st in records.statuses())
+        return all(rec.status.is_terminal for rec in records.values())
 
     def root_causes(self) -> Mapping[str, tuple[str, ...]]:
         """Map each root-cause task to the tasks its failure or gate skipped or cancelled."""
