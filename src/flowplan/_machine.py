@@ -391,7 +391,8 @@ class _Run(TaskStarter):
         for name in names:
             ordered[name] = records.get(name) or TaskRecord(name, _PENDING)
         self.records = ordered
-        self.view = view = _Records(ordered)
+        self.view = _Records(ordered)
+        view = _Records(dict(ordered))  # the snapshot's own: nothing the run does reaches it
         lineage = None if self.lineage == self.run_id else self.lineage
         snapshot = Snapshot(self.run_id, view, lineage_id=lineage)
         forget_lineage(self.run_id)

@@ -236,7 +236,7 @@ class _Records(Mapping[str, TaskRecord]):
 
 
 def _freeze_records(records: Mapping[str, TaskRecord]) -> Mapping[str, TaskRecord]:
-    if type(records) is _Records:  # a run's own records: nobody else holds the dict
+    if type(records) is _Records:  # read-only already (a run hands over a dict of its own)
         return records
     return MappingProxyType(dict(records))
 
