@@ -1,7 +1,8 @@
 """Core benchmark: flowplan's per-task overhead on no-op DAGs, against two hand-written floors.
 
 What is measured (every figure is wall time per task in µs, the median of ``--repeat`` runs,
-``time.perf_counter_ns``, ``gc.collect()`` before each timed run, GC left enabled inside it;
+``time.perf_counter_ns``, ``gc.collect()`` before each timed run, GC left enabled inside it
+(``--gc off`` disables automatic collection for the core figures, to separate its cost);
 ``--clock cpu`` measures this process's CPU time instead, ``time.process_time_ns`` — steadier
 on a shared machine, and for thread runs the CPU of every thread, i.e. cost rather than
 latency):
@@ -535,6 +536,13 @@ def _parser() -> argparse.ArgumentParser:
         default="wall",
         help="core figures in wall time (default) or in this process's CPU time",
     )
+    parser.add_argument(
+        "--gc",
+        choices=("on", "off"),
+        default="on",
+        help="off: the core figures with automatic garbage collection disabled (gc.collect() "
+        "still runs before each timed run) — separates collector cost from the rest",
+    )
     parser.add_argument("--json", type=Path, metavar="PATH", help="write results as JSON")
     parser.add_argument(
         "--profile",
@@ -589,15 +597,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error("--sizes: every size must be >= 3 (a fan-out needs 3 tasks)")
     warm_up(args.workers)
     cases: list[Case] = []
-    for n in sizes:
-        for shape in shapes:
-            started = time.perf_counter()
-            cases.append(measure(shape, n, args.repeat, args.workers))
-            print(
-                f"  measured {shape} at {n:,} tasks in {time.perf_counter() - started:.1f}s",
-                file=sys.stderr,
-                flush=True,
-            )
+    if args.gc == "off":
+        gc.disable()
+    try:
+        for n in sizes:
+            for shape in shapes:
+                started = time.perf_counter()
+                cases.append(measure(shape, n, args.repeat, args.workers))
+                print(
+                    f"  measured {shape} at {n:,} tasks in {time.perf_counter() - started:.1f}s",
+                    file=sys.stderr,
+                    flush=True,
+                )
+    finally:
+        gc.enable()
     info = machine()
     print(
         f"flowplan {info['flowplan']} · Python {platform.python_version()} "
