@@ -147,11 +147,6 @@ class TaskGraph:
                     in_order = False
                 last_seq = spec.seq
             dep_names = tuple([dep.name for dep in spec.deps])
-            optional_deps = False
-            for dep in spec.deps:
-                if dep.optional:
-                    optional_deps = True
-                    break
             all_known = True
             for dep_name in dep_names:
                 upstream = by_name.get(dep_name)
@@ -202,7 +197,7 @@ class TaskGraph:
                 plain.append(name)
             if _is_bare(spec):
                 bare.append(name)
-            if spec.trigger != "all_succeeded" or optional_deps:
+            if _is_triggered(spec):
                 triggered.append(name)
         # In order, no cycle is possible: every dependency came before its dependent.
         order = tuple(by_name) if in_order else toposort(by_name, preds, succs, problems)
@@ -414,4 +409,9 @@ def _is_bare(spec: TaskSpec[..., Any]) -> bool:
 def _is_triggered(spec: TaskSpec[..., Any]) -> bool:
     """Whether ``spec`` has a trigger rule to evaluate (a non-default one, or an optional
     dependency)."""
-    return spec.trigger != "all_succeeded" or any(dep.optional for dep in spec.deps)
+    if spec.trigger != "all_succeeded":
+        return True
+    for dep in spec.deps:  # noqa: SIM110 - no genexpr: called for every spec of a build
+        if dep.optional:
+            return True
+    return False

@@ -261,6 +261,8 @@ def _plan(
     keys = step_keys or {}
     reused: dict[str, TaskRecord] = {}
     in_doubt: dict[str, TaskRecord] = {}
+    asked = set(rerun_names)
+    rerun_closure = asked | graph.descendants(rerun_names) if rerun_names else set()
     fresh = not records and target_names is None and not rerun_names and not override_values
     if fresh:  # a fresh run of the whole graph: every task runs, for the same reason.
         actions = dict.fromkeys(graph.order, Action.RUN)
@@ -271,12 +273,12 @@ def _plan(
             records,
             keys=keys,
             target_names=target_names,
-            rerun_names=rerun_names,
+            asked=asked,
+            rerun_closure=rerun_closure,
             override_values=override_values,
             reused=reused,
             in_doubt=in_doubt,
         )
-    rerun_closure = set(rerun_names) | graph.descendants(rerun_names) if rerun_names else set()
 
     # After the released values: a task recomputed for its consumers may be a cache hit.
     cache_plan = None
@@ -318,15 +320,17 @@ def _decide(
     *,
     keys: Mapping[str, str],
     target_names: list[str] | None,
-    rerun_names: list[str],
+    asked: set[str],
+    rerun_closure: set[str],
     override_values: dict[str, object],
     reused: dict[str, TaskRecord],
     in_doubt: dict[str, TaskRecord],
 ) -> tuple[dict[str, Action], dict[str, str]]:
-    """Each task's action and reason, task by task (fills ``reused`` and ``in_doubt``)."""
+    """Each task's action and reason, task by task (fills ``reused`` and ``in_doubt``).
+
+    ``asked``: the tasks named in ``rerun=``; ``rerun_closure``: they and their descendants.
+    """
     needed = _needed(graph, target_names)
-    asked = set(rerun_names)
-    rerun_closure = asked | graph.descendants(rerun_names) if rerun_names else set()
     actions: dict[str, Action] = {}
     reasons: dict[str, str] = {}
     run, reuse = Action.RUN, Action.REUSE
