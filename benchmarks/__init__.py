@@ -3,7 +3,11 @@
 - :mod:`benchmarks.core` — the core's per-task overhead (declare, ``TaskGraph.build``,
   ``plan``, ``execute`` inline and on threads, resume planning) on chains, fan-outs and
   layered lattices, against two floors: plain function calls and a hand-written
-  ``graphlib.TopologicalSorter`` runner.
+  ``graphlib.TopologicalSorter`` runner; then :mod:`benchmarks.extras` (SQLite store, hooks,
+  memory, in a child process) and :mod:`benchmarks.peers` (dask, pipefunc, Hamilton, …).
+- :mod:`benchmarks.scale_out` — process and Dask executors, big intermediate values.
+- :mod:`benchmarks.scaling_floor` — how much two minimal schedulers' cost per task grows from
+  1,000 to 100,000 tasks (the machine's floor for the "flat in N" target).
 
 Run from the repository root with the package installed::
 
