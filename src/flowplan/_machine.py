@@ -396,14 +396,12 @@ class _Run(TaskStarter):
         lineage = None if self.lineage == self.run_id else self.lineage
         snapshot = Snapshot(self.run_id, view, lineage_id=lineage)
         forget_lineage(self.run_id)
-        by_status = collections.Counter(
-            [_SUCCEEDED if isinstance(r, tuple) else r.status for r in ordered.values()]
-        )
+        by_status = collections.Counter([status for _, status in view.statuses()])
         counts = {status.value: count for status, count in by_status.items()}
         bad = (TaskStatus.FAILED, TaskStatus.CANCELLED, TaskStatus.IN_DOUBT)
         detached = self.graph.detached
         if detached:
-            failed = any(view[name].status in bad for name in ordered if name not in detached)
+            failed = any(st in bad for name, st in view.statuses() if name not in detached)
         else:
             failed = any(by_status[status] for status in bad)
         status = "failed" if failed else "succeeded"

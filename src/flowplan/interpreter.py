@@ -33,6 +33,7 @@ from flowplan._program import (
     task_program,
 )
 from flowplan._remote import acall_remote, drive, fn_blobs, is_remote
+from flowplan._starting import input_values
 from flowplan._workers import Workers
 from flowplan.attempt import _current
 from flowplan.events import (
@@ -266,10 +267,7 @@ def _run_inline_storeless(run: _Run) -> None:
                 raise RuntimeError(f"flowplan bug: {run.unfinished} task(s) can never become ready")
             name = ready.popleft()
             if name in bare_plain and run.stopped is None and run.fatal is None:
-                kwargs = {
-                    dep: r[0] if isinstance(r := records[dep], tuple) else r.value
-                    for dep in inputs[name]
-                }
+                kwargs = input_values(records, inputs[name])
             elif name not in plain:
                 _job(run, name, emit)
                 continue

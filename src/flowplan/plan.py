@@ -170,9 +170,12 @@ def _needed(graph: TaskGraph, targets: Iterable[str] | None) -> frozenset[str] |
     return frozenset(needed)
 
 
+_NO_RECORD = "no earlier record"
+
+
 def _previous_reason(record: TaskRecord | None) -> str:
     if record is None:
-        return "no earlier record"
+        return _NO_RECORD
     if record.status is TaskStatus.FAILED:
         return f"failed earlier ({record.error})" if record.error else "failed earlier"
     if record.status is TaskStatus.SKIPPED:
@@ -235,9 +238,6 @@ def plan(
             run_id=run_id,
             cache=cache,
         )
-
-
-_NO_RECORD = "no earlier record"
 
 
 def _plan(
