@@ -136,6 +136,35 @@ def test_closure_contents_change_key(tmp_path: Path) -> None:
     assert base != _fp(tmp_path, source.replace("v + 1", "v + 5"))
 
 
+def _closing_over(value: object) -> Callable[[], object]:
+    def body() -> object:
+        return value
+
+    return body
+
+
+def test_closure_cells_count_like_globals() -> None:
+    """Simple values by value, callables by code, anything else (state, clients) by type."""
+    key = code_fingerprint
+    counter: dict[str, int] = {"calls": 0}
+    before = key(_closing_over(counter))
+    counter["calls"] += 1  # the task mutates state it captured: its behaviour did not change
+    assert key(_closing_over(counter)) == before
+    assert key(_closing_over({"other": 5})) == before  # another dict: same type, same key
+    assert key(_closing_over([1])) == key(_closing_over([2, 3]))
+    assert key(_closing_over([1])) != before  # a list is not a dict
+    client = types.SimpleNamespace(url="a")
+    assert key(_closing_over(client)) == key(_closing_over(types.SimpleNamespace(url="b")))
+    # simple immutable values count by value
+    assert key(_closing_over(1)) != key(_closing_over(2))
+    assert key(_closing_over((1, "a"))) != key(_closing_over((1, "b")))
+    assert key(_closing_over(frozenset({1}))) != key(_closing_over(frozenset({2})))
+    assert key(_closing_over(SerializationError)) != key(_closing_over(ValueError))
+    # callables count by their code
+    assert key(_closing_over(lambda: 1)) != key(_closing_over(lambda: 2))
+    assert key(_closing_over(lambda: 1)) == key(_closing_over(lambda: 1))
+
+
 def test_mutual_recursion_terminates_and_tracks_changes(tmp_path: Path) -> None:
     source = """
     def is_even(n):

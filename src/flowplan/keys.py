@@ -4,7 +4,7 @@ Place in the data flow: spec → graph → **keys** (step keys for journal/cache
 reuse) → plan.
 
 A step key is a hex sha256 that changes when a task's behaviour changes (bytecode,
-constants, defaults, closure contents, called helpers, module-level constants read)
+constants, defaults, closure cells, called helpers, module-level constants read)
 or a dependency's key changes, but not for cosmetic edits (renaming or moving the
 function, editing its docstring). Encodings are structural and type-tagged, never
 ``hash()``/``id()``/address-bearing reprs, so keys agree across processes and seeds.
@@ -183,12 +183,27 @@ def _encode_global(name: str, fn: types.FunctionType, ctx: _Ctx) -> bytes | None
     return _seq(b"g", [_str(name), body])
 
 
+def _encode_cell_value(value: object, ctx: _Ctx) -> bytes:
+    """Encode one closure cell the way a global the function reads is encoded.
+
+    Simple immutable values (scalars, tuples and frozensets of them, enum members, classes,
+    modules) count by value, callables by their code; anything else — a counter dict, a
+    list, a client or service object — counts by its type only, so state a task mutates or
+    holds does not change its key from one run to the next.
+    """
+    if _is_simple(value) or isinstance(value, (enum.Enum, type, types.ModuleType)):
+        return _encode(value, ctx)
+    if isinstance(value, _CALLABLES):
+        return _ref(value, ctx)
+    return _seq(b"y", [_type_name(type(value))])
+
+
 def _encode_cells(fn: types.FunctionType, ctx: _Ctx) -> bytes:
-    """Encode the values of ``fn``'s closure cells (an empty cell has a marker of its own)."""
+    """Encode ``fn``'s closure cells (an empty cell has a marker of its own)."""
     cells: list[bytes] = []
     for cell in fn.__closure__ or ():
         try:
-            cells.append(_encode(cell.cell_contents, ctx))
+            cells.append(_encode_cell_value(cell.cell_contents, ctx))
         except ValueError:  # empty cell
             cells.append(_frame(b"Z", b""))
     return _seq(b"Z", cells)
