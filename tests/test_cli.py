@@ -391,3 +391,29 @@ def test_the_readme_walk_through(tmp_path: Path) -> None:
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
     plain = flowplan(tmp_path, "graph", demo).stdout
     assert f"```mermaid\n{plain}```" in readme
+
+
+def test_the_store_directory_keeps_itself_out_of_git(project: Path) -> None:
+    """``.flowplan/`` holds local state: created with a ``.gitignore`` of ``*`` (as pytest's
+    cache is), so ``git status`` in the user's project never shows it."""
+    subprocess.run(["git", "init", "-q", str(project)], check=True, timeout=30)
+    assert flowplan(project, "run", "pipeline.py").returncode == 0
+    assert (project / ".flowplan" / "runs.db").exists()
+    assert (project / ".flowplan" / ".gitignore").read_text().splitlines()[-1] == "*"
+    status = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=all"],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
+    ).stdout
+    assert ".flowplan" not in status
+    assert "pipeline.py" in status  # the user's own files still show
+    # A store directory the user made is theirs: nothing is written into it.
+    (project / "state").mkdir()
+    assert flowplan(project, "run", "pipeline.py", "--store", "state/r.db").returncode == 0
+    assert not (project / "state" / ".gitignore").exists()
+    # One the command creates elsewhere is flowplan's own, and ignored the same way.
+    assert flowplan(project, "run", "pipeline.py", "--store", "new/deep/r.db").returncode == 0
+    assert (project / "new" / ".gitignore").read_text().splitlines()[-1] == "*"

@@ -17,7 +17,7 @@ from pathlib import Path
 from flowplan.errors import UnknownTaskError
 from flowplan.store import RunInfo, SqliteStateStore
 
-__all__ = ["UsageError", "find_run", "open_store", "read_target", "record_target"]
+__all__ = ["UsageError", "find_run", "make_state_dir", "open_store", "read_target", "record_target"]
 
 _TABLE = (
     "CREATE TABLE IF NOT EXISTS flowplan_cli_targets (run_id TEXT PRIMARY KEY, "
@@ -41,8 +41,23 @@ def open_store(path: str, *, create: bool) -> SqliteStateStore:
             f"no run store at {path!r} (nothing has run here yet); run 'flowplan run TARGET' "
             "first, or point --store at the store"
         )
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    make_state_dir(Path(path).parent)
     return SqliteStateStore(path, recover=True)
+
+
+_GITIGNORE = "# Created by flowplan automatically: local run state, not source.\n*\n"
+
+
+def make_state_dir(directory: Path) -> None:
+    """Create ``directory`` for the command's state; the topmost directory it creates gets a
+    ``.gitignore`` of ``*`` (as pytest does for its cache), so the state never reaches git.
+
+    A directory that already exists is the user's and is left as it is.
+    """
+    missing = [d for d in (directory, *directory.parents) if not d.exists()]
+    directory.mkdir(parents=True, exist_ok=True)
+    if missing:
+        (missing[-1] / ".gitignore").write_text(_GITIGNORE, encoding="utf-8")
 
 
 def _connect(path: str) -> sqlite3.Connection:
