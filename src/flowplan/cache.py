@@ -29,7 +29,8 @@ import attrs
 
 from flowplan.errors import DefinitionError, InvalidOptionError, StoreError
 from flowplan.keys import CacheKey
-from flowplan.store._serializers import JsonSerializer, ResultSerializer
+from flowplan.store._bytes_serializer import BytesSerializer, as_result_serializer
+from flowplan.store._serializers import ResultSerializer
 
 __all__ = [
     "CachedResult",
@@ -170,20 +171,16 @@ class ResultCache(Protocol):
         ...
 
 
-def _options(owner: str, serializer: object, strict: object) -> tuple[ResultSerializer, bool]:
+def _options(
+    owner: str, serializer: ResultSerializer | BytesSerializer | None, strict: object
+) -> tuple[ResultSerializer, bool]:
     """Check a cache's options; return the serializer (default JSON) and ``strict``.
 
     Raises:
-        InvalidOptionError: ``serializer`` is not a ResultSerializer or ``strict`` not a bool.
+        InvalidOptionError: ``serializer`` has neither ``dumps``/``loads`` nor
+            ``serialize``/``deserialize``, or ``strict`` is not a bool.
     """
-    if serializer is not None and not isinstance(serializer, ResultSerializer):
-        raise InvalidOptionError(
-            f"{owner}(serializer=...) expects a ResultSerializer (dumps, loads), got "
-            f"{serializer!r} ({type(serializer).__name__}); pass flowplan.JsonSerializer() or "
-            "flowplan.PickleSerializer()",
-            option="serializer",
-            value=serializer,
-        )
+    adapted = as_result_serializer(serializer, owner)
     if not isinstance(strict, bool):
         raise InvalidOptionError(
             f"{owner}(strict=...) expects True or False, got {strict!r} "
@@ -191,7 +188,7 @@ def _options(owner: str, serializer: object, strict: object) -> tuple[ResultSeri
             option="strict",
             value=strict,
         )
-    return serializer or JsonSerializer(), strict
+    return adapted, strict
 
 
 class MemoryCache:
@@ -206,7 +203,9 @@ class MemoryCache:
         InvalidOptionError: ``serializer`` is not a ResultSerializer or ``strict`` not a bool.
     """
 
-    def __init__(self, *, serializer: ResultSerializer | None = None, strict: bool = False) -> None:
+    def __init__(
+        self, *, serializer: ResultSerializer | BytesSerializer | None = None, strict: bool = False
+    ) -> None:
         self._serializer, self._strict = _options("MemoryCache", serializer, strict)
         self._entries: dict[tuple[str, str], tuple[Mapping[str, str], bytes, float]] = {}
         self._latest: dict[str, str] = {}
@@ -282,7 +281,7 @@ class SqliteCache:
         self,
         path: str | os.PathLike[str],
         *,
-        serializer: ResultSerializer | None = None,
+        serializer: ResultSerializer | BytesSerializer | None = None,
         strict: bool = False,
     ) -> None:
         self._serializer, self._strict = _options("SqliteCache", serializer, strict)

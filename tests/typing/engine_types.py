@@ -9,7 +9,11 @@ from typing import Any, assert_type
 from flowplan.engine import (
     DagScope,
     Engine,
+    JsonSerializer,
+    PickleSerializer,
+    ResultSerializer,
     RunContext,
+    SqliteStateStore,
     TaskRegistry,
     TaskSpec,
     TaskTemplate,
@@ -90,3 +94,19 @@ context = RunContext(Deps("u", 3))
 assert_type(context, RunContext[Deps])
 on_fail: Callable[[Any], object] = print
 assert_type(fn_hook(on_task_failure=on_fail), RunHookType)
+
+
+class Base64Serializer:  # flowrun's ResultSerializer protocol only: serialize / deserialize
+    def serialize(self, obj: Any) -> bytes:
+        return repr(obj).encode()
+
+    def deserialize(self, data: bytes) -> Any:
+        return data.decode()
+
+
+flowrun_serializer: ResultSerializer = Base64Serializer()
+json_as_flowrun: ResultSerializer = JsonSerializer()
+assert_type(JsonSerializer().serialize({"a": 1}), bytes)
+assert_type(PickleSerializer().deserialize(b""), Any)
+sqlite_store = SqliteStateStore(":memory:", serializer=Base64Serializer())
+assert_type(sqlite_store, SqliteStateStore)

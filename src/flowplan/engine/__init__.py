@@ -35,10 +35,10 @@ returns the tree without printing it.
 import logging
 
 from flowplan.spec import TaskSpec
+from flowplan.store import BytesSerializer as ResultSerializer
 from flowplan.store import (
     JsonSerializer,
     PickleSerializer,
-    ResultSerializer,
     RunInfo,
     SqliteStateStore,
 )

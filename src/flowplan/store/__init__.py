@@ -6,6 +6,7 @@ append-only JSON-lines journal. Serializers turn values into bytes — the store
 the snapshot's.
 """
 
+from flowplan.store._bytes_serializer import BytesSerializer
 from flowplan.store._journal import JournalStore
 from flowplan.store._memory import MemoryStore
 from flowplan.store._protocol import StateStore
@@ -17,6 +18,7 @@ from flowplan.store._serializers import (
 from flowplan.store._sqlite import RunInfo, SqliteStateStore
 
 __all__ = [
+    "BytesSerializer",
     "JournalStore",
     "JsonSerializer",
     "MemoryStore",

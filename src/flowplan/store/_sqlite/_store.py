@@ -26,7 +26,8 @@ from flowplan.errors import (
 )
 from flowplan.plan import Plan
 from flowplan.snapshot import Snapshot, TaskRecord, TaskStatus
-from flowplan.store._serializers import JsonSerializer, ResultSerializer
+from flowplan.store._bytes_serializer import BytesSerializer, as_result_serializer
+from flowplan.store._serializers import ResultSerializer
 from flowplan.store._sqlite._process import own_identity, owner_alive
 from flowplan.store._sqlite._rows import (
     INSERT_TASK_IF_MISSING,
@@ -85,7 +86,8 @@ class SqliteStateStore:
     Args:
         db_path: the database file (created if missing) or ``":memory:"``.
         serializer: how values become bytes (default :class:`JsonSerializer`; pickle is
-            opt-in and unsafe for files you did not write).
+            opt-in and unsafe for files you did not write): an object with ``dumps``/``loads``
+            or, as in flowrun, ``serialize``/``deserialize``.
         cache_ttl_s: keep decoded runs for this many seconds (``None`` or 0: always read).
             Writes through this store refresh its cache at once; writes by other processes
             show within the TTL.
@@ -109,7 +111,7 @@ class SqliteStateStore:
         StoreError: the file is not a database, belongs to something else, or was written by
             a newer flowplan (the file is left untouched).
         InvalidOptionError: ``cache_ttl_s``, ``busy_timeout_s``, ``commit_every`` or
-            ``commit_interval_s`` is out of range.
+            ``commit_interval_s`` is out of range, or ``serializer`` has neither pair of methods.
 
     >>> with SqliteStateStore(":memory:") as store:
     ...     store.list_runs()
@@ -119,7 +121,7 @@ class SqliteStateStore:
     def __init__(
         self,
         db_path: str | os.PathLike[str],
-        serializer: ResultSerializer | None = None,
+        serializer: ResultSerializer | BytesSerializer | None = None,
         cache_ttl_s: float | None = None,
         recover: bool = False,
         *,
@@ -148,9 +150,7 @@ class SqliteStateStore:
         self._batch_size = 0  # records saved into the batch (commit_every counts these)
         self._batch_started = 0.0  # time.monotonic() of the batch's first record
         self.path = os.fspath(db_path)
-        self.serializer: ResultSerializer = (
-            serializer if serializer is not None else JsonSerializer()
-        )
+        self.serializer = as_result_serializer(serializer, "SqliteStateStore")
         self.cache_ttl_s = cache_ttl_s
         self._cache: dict[str, tuple[float, RunInfo, Snapshot]] = {}
         self._lock = threading.RLock()
