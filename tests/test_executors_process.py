@@ -268,3 +268,32 @@ def test_waiting_for_a_slot_or_a_start_up_does_not_count_against_a_timeout(
     with ProcessExecutor(1) as cold:
         snapshot = asyncio.run(aexecute(plan(TaskGraph.build([first, second])), executor=cold))
     assert snapshot.value(second) == 2
+
+
+def test_a_child_ends_when_its_lifeline_closes_even_mid_call() -> None:
+    """The portable half of "children die with their parent": the lifeline's end of file (the
+    parent's write end closed, as when it dies) ends a child that is running a call."""
+    import multiprocessing
+    import pickle
+
+    from flowplan._process import ORPHANED_EXIT, _child
+
+    ctx = multiprocessing.get_context("spawn")
+    parent, child = ctx.Pipe()
+    lifeline, keep = ctx.Pipe(duplex=False)
+    process = ctx.Process(target=_child, args=(child, lifeline, os.getpid(), -1), daemon=True)
+    process.start()
+    child.close()
+    lifeline.close()
+    try:
+        assert parent.recv_bytes() == b"ready"
+        parent.send_bytes(pickle.dumps((time.sleep, (60,), {})))  # a long call is running
+        time.sleep(0.2)
+        assert process.is_alive()
+        keep.close()  # what the parent's death does to the pipe
+        process.join(30)
+        assert process.exitcode == ORPHANED_EXIT
+    finally:
+        if process.is_alive():
+            process.kill()
+        parent.close()

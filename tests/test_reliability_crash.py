@@ -3,6 +3,7 @@ twice; concurrent processes on one SQLite file; crash recovery owns only dead pr
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -240,3 +241,64 @@ def test_four_processes_two_hundred_runs_each_on_one_file(tmp_path: Path) -> Non
                 "abc", TaskStatus.SUCCEEDED
             )
             assert snap.value("c") == (1, 2)
+
+
+# -- orphans: a child process running an attempt dies with its SIGKILLed parent --------------
+
+ORPHAN = Path(__file__).parent / "_scripts" / "orphan_pipeline.py"
+
+
+def _process_running(pid: int) -> bool:
+    """Whether ``pid`` exists and is not a zombie (an orphan's zombie may linger unreaped)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii", errors="replace")
+    except OSError:
+        return False
+    return stat[stat.rfind(")") + 2 :].split()[0] not in ("Z", "X")
+
+
+def _orphan_phase(
+    mode: str, root: Path, run_id: str, prev: str | None = None
+) -> subprocess.Popen[str]:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "ORPHAN_DELAY": "4"}
+    args = [mode, str(root / "state.db"), str(root / "effect.txt"), run_id]
+    return subprocess.Popen(
+        [sys.executable, str(ORPHAN), *args, *([prev] if prev else [])],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc for liveness")
+@pytest.mark.parametrize("mode", ["isolated", "executor"])
+def test_a_child_dies_with_its_killed_parent_and_the_effect_happens_once(
+    mode: str, tmp_path: Path
+) -> None:
+    """SIGKILL the driver while its child sleeps before the effect: the child dies at once
+    (no effect), and the resume (reconcile: not done) performs the effect exactly once."""
+    effect, pid_file = tmp_path / "effect.txt", tmp_path / "effect.txt.pid"
+    parent = _orphan_phase(mode, tmp_path, "first")
+    deadline = time.monotonic() + 60
+    while not (pid_file.exists() and pid_file.read_text(encoding="utf-8")):
+        assert parent.poll() is None, parent.communicate()
+        assert time.monotonic() < deadline, "the child never started"
+        time.sleep(0.01)
+    child = int(pid_file.read_text(encoding="utf-8"))
+    assert child != parent.pid
+    parent.send_signal(signal.SIGKILL)
+    parent.wait(timeout=30)  # not communicate(): a surviving child holds its stdout open
+    deadline = time.monotonic() + 3  # the effect comes 4 s after the child started
+    while _process_running(child) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not _process_running(child), "the orphaned child outlived its killed parent"
+    time.sleep(5)  # had it survived, the orphan would have charged by now
+    assert not effect.exists()
+    parent.communicate(timeout=30)
+    pid_file.unlink()
+    resumed = _orphan_phase(mode, tmp_path, "second", "first")
+    out, err = resumed.communicate(timeout=120)
+    assert resumed.returncode == 0, err
+    assert out.strip() == "succeeded"
+    assert len(effect.read_text(encoding="utf-8").splitlines()) == 1

@@ -6,13 +6,21 @@ payload. Each of ``max_workers`` slots is a driver thread owning one child proce
 (``spawn`` by default: no inherited locks or threads). :meth:`ProcessExecutor.abandon` — called
 by the interpreter when an attempt times out — kills that child for real; the slot starts a
 fresh one for its next attempt, so a retry never shares a process with the attempt it replaces.
+
+A child never outlives its parent (:func:`_die_with_parent`): on Linux the kernel kills it
+when the parent dies (``PR_SET_PDEATHSIG``), and on every platform a watcher thread in the
+child ends it when its *lifeline* — a pipe whose only writer is the parent — closes. So a
+killed driver leaves no orphan that goes on to perform an effect its resume performs again.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import queue
+import signal
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -49,8 +57,57 @@ def dumps(obj: object) -> bytes:
     return cloudpickle.dumps(obj, pickle.HIGHEST_PROTOCOL)
 
 
-def _child(conn: Connection) -> None:
-    """A worker process: run calls from ``conn`` until it closes."""
+ORPHANED_EXIT = 70
+"""A child's exit code when it ended because its parent died."""
+
+
+def _set_death_signal() -> None:
+    """Linux: ask the kernel to SIGKILL this process when its parent thread dies.
+
+    The signal fires when the *thread* that started the child ends: each slot thread owns its
+    child for the slot's whole life and stops it before ending, so that is the parent's death.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG = 1
+    except (OSError, AttributeError):  # pragma: no cover - no prctl: the lifeline remains
+        return
+
+
+def _die_with_parent(lifeline: Connection, parent: int, inherited: int) -> None:
+    """End this child process as soon as its parent is gone (see the module docstring).
+
+    ``lifeline`` is the read end of a pipe only the parent writes to (it never does): its end
+    of file means the parent died. The check of ``parent`` (its pid; 0: not known, under
+    ``forkserver``) catches a parent that died before the death signal was set (the child then
+    has another parent already). ``inherited`` is the lifeline's write end a forked child
+    inherited (``-1``: none), closed here so that only the parent holds it.
+    """
+    _set_death_signal()
+    if parent and os.getppid() != parent:  # orphaned before the death signal was armed
+        os._exit(ORPHANED_EXIT)
+    if inherited >= 0:
+        with contextlib.suppress(OSError):
+            os.close(inherited)
+
+    def watch() -> None:
+        with contextlib.suppress(EOFError, OSError):
+            lifeline.recv_bytes()
+        os._exit(ORPHANED_EXIT)  # the parent is gone: no attempt of ours may go on
+
+    threading.Thread(target=watch, name="flowplan-lifeline", daemon=True).start()
+
+
+def _child(
+    conn: Connection, lifeline: Connection | None = None, parent: int = 0, inherited: int = -1
+) -> None:
+    """A worker process: run calls from ``conn`` until it closes; die with the parent."""
+    if lifeline is not None:
+        _die_with_parent(lifeline, parent, inherited)
     conn.send_bytes(b"ready")  # imported and listening: attempts' clocks may start
     while True:
         try:
@@ -107,6 +164,7 @@ class ProcessExecutor(Executor):
         self._running: dict[Future[Any], BaseProcess] = {}
         self._began: dict[Future[Any], float] = {}
         self._threads: list[threading.Thread] = []
+        self._lifelines: dict[BaseProcess, Connection] = {}  # each child's lifeline write end
         self._shutdown = False
 
     def submit(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Future[T]:
@@ -231,11 +289,25 @@ class ProcessExecutor(Executor):
         if old is not None:
             self._close(old, conn)
         parent, child = self._ctx.Pipe()
+        # The lifeline: the child reads, this process holds the only write end (a forked
+        # child inherits it too, so "fork" contexts rely on the Linux death signal alone).
+        lifeline, keep = self._ctx.Pipe(duplex=False)
+        method = self._ctx.get_start_method()
+        parent_pid = 0 if method == "forkserver" else os.getpid()  # forkserver: not our child
+        inherited = keep.fileno() if method == "fork" else -1
         process: BaseProcess = self._ctx.Process(
-            target=_child, args=(child,), name="flowplan-worker", daemon=True
+            target=_child,
+            args=(child, lifeline, parent_pid, inherited),
+            name="flowplan-worker",
+            daemon=True,
         )
-        process.start()
-        child.close()
+        try:
+            process.start()
+        finally:
+            child.close()
+            lifeline.close()
+        with self._lock:
+            self._lifelines[process] = keep  # closed with the child
         try:
             parent.recv_bytes()  # the child's start-up never counts against a timeout
         except BaseException:
@@ -243,14 +315,17 @@ class ProcessExecutor(Executor):
             raise
         return process, parent
 
-    @staticmethod
-    def _close(process: BaseProcess, conn: Connection | None) -> tuple[None, None]:
+    def _close(self, process: BaseProcess, conn: Connection | None) -> tuple[None, None]:
         if conn is not None:
             conn.close()  # the child's recv ends: it exits
         process.join(1)
         if process.is_alive():
             process.kill()
             process.join()
+        with self._lock:
+            lifeline = self._lifelines.pop(process, None)
+        if lifeline is not None:
+            lifeline.close()
         return None, None
 
     @staticmethod
