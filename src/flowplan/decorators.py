@@ -17,6 +17,7 @@ from flowplan.registry import Registry, active_registry
 from flowplan.spec import (
     Dependency,
     Effect,
+    Gate,
     Isolation,
     MappedTaskSpec,
     OptionalDependency,
@@ -115,8 +116,8 @@ def task(
     timeout_s: float | None = None,
     name: str | None = None,
     detached: bool = False,
-    when: Callable[..., object] | None = None,
-    validate: Callable[..., object] | None = None,
+    when: Gate | None = None,
+    validate: Gate | None = None,
     retry_until: Callable[[Any], object] | None = None,
     retain_result: bool = True,
     version: str | None = None,
@@ -124,7 +125,7 @@ def task(
     idempotent: bool = False,
     trigger: TriggerRule = "all_succeeded",
     effect: Effect | None = None,
-    reconcile: Callable[..., object] | None = None,
+    reconcile: Gate | None = None,
     cache: bool = False,
     isolation: Isolation | None = None,
     fan_out: TaskSpec[..., Any] | str,
@@ -148,8 +149,8 @@ def task(
     timeout_s: float | None = None,
     name: str | None = None,
     detached: bool = False,
-    when: Callable[..., object] | None = None,
-    validate: Callable[..., object] | None = None,
+    when: Gate | None = None,
+    validate: Gate | None = None,
     retry_until: Callable[[Any], object] | None = None,
     retain_result: bool = True,
     version: str | None = None,
@@ -157,10 +158,10 @@ def task(
     idempotent: bool = False,
     trigger: TriggerRule = "all_succeeded",
     effect: Effect | None = None,
-    reconcile: Callable[..., object] | None = None,
+    reconcile: Gate | None = None,
     cache: bool = False,
     isolation: Isolation | None = None,
-    fan_out: TaskSpec[..., Any] | str | None = None,
+    fan_out: None = None,
 ) -> Callable[[Callable[P, R]], TaskSpec[P, R]]: ...
 
 
@@ -180,8 +181,8 @@ def task(
     timeout_s: float | None = None,
     name: str | None = None,
     detached: bool = False,
-    when: Callable[..., object] | None = None,
-    validate: Callable[..., object] | None = None,
+    when: Gate | None = None,
+    validate: Gate | None = None,
     retry_until: Callable[[Any], object] | None = None,
     retain_result: bool = True,
     version: str | None = None,
@@ -189,7 +190,7 @@ def task(
     idempotent: bool = False,
     trigger: TriggerRule = "all_succeeded",
     effect: Effect | None = None,
-    reconcile: Callable[..., object] | None = None,
+    reconcile: Gate | None = None,
     cache: bool = False,
     isolation: Isolation | None = None,
     fan_out: TaskSpec[..., Any] | str | None = None,
@@ -281,7 +282,7 @@ def task(
             )
         deps = tuple(_dependency(ref, task_name) for ref in (depends_on or ()))
         kind = TaskSpec if fan_out is None else MappedTaskSpec  # a fan-out value is a list
-        spec: TaskSpec[P, R] = kind(
+        spec: TaskSpec[P, Any] = kind(  # a MappedTaskSpec is typed by the overloads
             name=task_name,
             fn=func,
             deps=deps,

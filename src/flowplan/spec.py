@@ -14,7 +14,7 @@ import itertools
 import math
 import weakref
 from collections.abc import Callable
-from typing import Any, Generic, Literal, ParamSpec, TypeVar, get_args
+from typing import Any, Generic, Literal, ParamSpec, Protocol, TypeAlias, TypeVar, cast, get_args
 
 import attrs
 
@@ -25,6 +25,7 @@ from flowplan.policies import RetryPolicy
 __all__ = [
     "Dependency",
     "Effect",
+    "Gate",
     "Isolation",
     "MappedTaskSpec",
     "OptionalDependency",
@@ -43,8 +44,35 @@ Effect = Literal["pure", "idempotent", "at_most_once"]
 Isolation = Literal["thread", "process"]
 """Where a task's attempts run; ``None`` (the default) uses the run's executor."""
 
+
+class _KeywordGate(Protocol):
+    """A gate that takes every dependency value as a keyword: ``lambda **deps: ...``."""
+
+    def __call__(self, **deps: Any) -> object: ...
+
+
+Gate: TypeAlias = (
+    Callable[[], object]
+    | Callable[[Any], object]
+    | Callable[[Any, Any], object]
+    | Callable[[Any, Any, Any], object]
+    | Callable[[Any, Any, Any, Any], object]
+    | Callable[[Any, Any, Any, Any, Any], object]
+    | Callable[[Any, Any, Any, Any, Any, Any], object]
+    | Callable[[Any, Any, Any, Any, Any, Any, Any], object]
+    | Callable[[Any, Any, Any, Any, Any, Any, Any, Any], object]
+    | _KeywordGate
+)
+"""A ``when=``, ``validate=`` or ``reconcile=`` callable: it receives dependency values by name.
+
+Spelled as callables of 0 to 8 parameters of type ``Any`` (and ``**deps``) rather than
+``Callable[..., object]``, so that pyright (strict) gives a lambda's parameters the type
+``Any``: ``when=lambda count: count > 0`` passes both mypy and pyright. A gate with more than
+eight parameters, or keyword-only ones, takes ``**deps`` instead.
+"""
+
 P = ParamSpec("P")
-R = TypeVar("R")
+R_co = TypeVar("R_co", covariant=True)
 
 _sequence = itertools.count()
 
@@ -214,7 +242,7 @@ def _signature(fn: Callable[..., object], task: str) -> inspect.Signature:
 
 
 @attrs.frozen(eq=False)
-class TaskSpec(Generic[P, R]):
+class TaskSpec(Generic[P, R_co]):
     """A declared task: a function plus how and when to run it. Immutable; use ``evolve``.
 
     Calling a spec calls its function, so decorated functions stay unit-testable. Specs compare
@@ -256,7 +284,7 @@ class TaskSpec(Generic[P, R]):
     """
 
     name: str
-    fn: Callable[P, R] = attrs.field(repr=False)
+    fn: Callable[P, R_co] = attrs.field(repr=False)
     deps: tuple[Dependency, ...] = ()
     retry: RetryPolicy = attrs.field(default=_NO_RETRY)  # frozen, so one shared default
     timeout_s: float | None = None
@@ -369,7 +397,7 @@ class TaskSpec(Generic[P, R]):
                 task=name,
             )
 
-    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R_co:
         """Call the task's function directly (no scheduling, no retries)."""
         return self.fn(*args, **kwargs)
 
@@ -380,12 +408,16 @@ class TaskSpec(Generic[P, R]):
 
 
 @attrs.frozen(eq=False)
-class MappedTaskSpec(TaskSpec[P, R]):
+class MappedTaskSpec(TaskSpec[P, object], Generic[P, R_co]):
     """A fan-out task (``fan_out=``): a :class:`TaskSpec` whose *value* is ``list[R]``.
 
     What ``@task(fan_out=...)`` and ``@engine.task(fan_out=...)`` return. Calling it still calls
     the function on one element (typed ``R``); ``Snapshot.value`` and ``Flow.value`` type its
     value as ``list[R]``: its elements' values, in element order.
+
+    For type checkers it is a ``TaskSpec[P, object]``, not a ``TaskSpec[P, R]``: its value is a
+    list, so it is accepted wherever any task is (``TaskSpec[..., Any]``, ``depends_on=``) but
+    not where a task whose value is ``R`` is expected.
 
     Raises:
         InvalidOptionError: ``fan_out`` is ``None`` (a mapped task maps over a dependency).
@@ -405,3 +437,7 @@ class MappedTaskSpec(TaskSpec[P, R]):
                 value=None,
                 task=self.name,
             )
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R_co:
+        """Call the task's function on one element directly (no scheduling, no retries)."""
+        return cast("R_co", self.fn(*args, **kwargs))

@@ -1,4 +1,4 @@
-"""Static types of the result-cache API, pinned with ``assert_type`` (checked by mypy, never run).
+"""Static types of the result-cache API (checked by mypy and pyright, never run).
 
 Covered: both caches satisfy the :class:`~flowplan.ResultCache` protocol (and a plain class with
 the four members does too, with no base class); ``get`` returns ``CachedResult | None``;
@@ -55,12 +55,12 @@ def check(spec: TaskSpec[[], int], graph: TaskGraph) -> None:
     memory: ResultCache = MemoryCache(strict=True)
     sqlite: ResultCache = SqliteCache("cache.sqlite")
     mine: ResultCache = DictCache()
-    wrong: ResultCache = NotACache()  # type: ignore[assignment]
+    wrong: ResultCache = NotACache()  # type: ignore[assignment]  # pyright: ignore[reportAssignmentType]
     assert_type(memory.strict, bool)
     assert_type(sqlite.get("t", "k"), CachedResult | None)
     assert_type(mine.latest("t"), Mapping[str, str] | None)
     assert_type(plan(graph, cache=mine), Plan)
-    plan(graph, cache="cache.sqlite")  # type: ignore[arg-type]
+    plan(graph, cache="cache.sqlite")  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
     Flow(spec, cache=MemoryCache())
     Engine(cache=SqliteCache("cache.sqlite"))
 

@@ -1,14 +1,16 @@
-"""Typing tests for the core: checked by ``mypy --strict`` (``mypy tests/typing``), never run.
+"""Typing tests for the core: checked by ``mypy --strict`` and pyright (strict), never run.
 
-Each ``assert_type`` pins a type the public API promises; each ``# type: ignore[code]`` line
-pins a mistake mypy must reject — ``warn_unused_ignores`` (part of ``--strict``) turns an ignore
-that stops being needed into an error, so a regression in either direction fails the check.
+Each ``assert_type`` pins a type the public API promises to both checkers; each line with
+``# type: ignore[code]  # pyright: ignore[rule]`` pins a mistake both must reject —
+``warn_unused_ignores`` (mypy) and ``reportUnnecessaryTypeIgnoreComment`` (pyright) turn an
+ignore that stops being needed into an error, so a regression in either direction fails.
 Nothing here runs at import: bare ``@task`` (which registers into the default registry) is
 used only inside function bodies, and decorated module-level tasks use a private registry.
 
 Covered: ``@task`` bare and ``@task(...)`` keep the exact signature (``TaskSpec[P, R]``),
 calling a spec returns ``R`` and rejects wrong arguments, ``async def`` tasks are
-``TaskSpec[P, Coroutine[Any, Any, R]]`` and ``Snapshot.value`` unwraps them to ``R``,
+``TaskSpec[P, Coroutine[Any, Any, R]]`` (pyright: ``CoroutineType``, a subtype) and
+``Snapshot.value`` unwraps them to ``R``,
 ``TaskSpec(...)`` built directly, ``TaskGraph.build`` / ``from_terminals``, ``plan``,
 ``execute`` / ``aexecute``, ``Snapshot`` accessors and ``Plan`` queries, and the flowing
 façade: ``Flow.value(task)`` is typed by the task like ``Snapshot.value``.
@@ -16,10 +18,8 @@ façade: ``Flow.value(task)`` is typed by the task like ``Snapshot.value``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine
-from typing import Any, assert_type
-
-from mypy_extensions import Arg, DefaultArg, DefaultNamedArg, KwArg
+from collections.abc import Coroutine
+from typing import Any, Protocol, assert_type
 
 from flowplan import (
     Action,
@@ -71,24 +71,47 @@ async def double_async(fetch_async: int) -> list[int]:
     return [fetch_async, fetch_async]
 
 
-# Parameter names and kinds are part of the type: ``Arg``/``DefaultArg``/``DefaultNamedArg``
-# (mypy_extensions) spell them, so a renamed or re-kinded parameter fails these lines too.
+# Parameter names and kinds are part of the type: a Protocol's ``__call__`` spells them (for
+# mypy and pyright alike), so a renamed or re-kinded parameter fails these lines too.
+class TotalCall(Protocol):
+    def __call__(self, fetch: dict[str, list[int]]) -> int: ...
+
+
+class RenderCall(Protocol):
+    def __call__(self, total: int, *, unit: str = ...) -> str: ...
+
+
+class DoubleAsyncCall(Protocol):
+    def __call__(self, fetch_async: int) -> Coroutine[Any, Any, list[int]]: ...
+
+
+class RenamedTotalCall(Protocol):
+    def __call__(self, fetched: dict[str, list[int]]) -> int: ...
+
+
+class PositionalUnitCall(Protocol):
+    def __call__(self, total: int, unit: str = ..., /) -> str: ...
+
+
 assert_type(fetch, TaskSpec[[], dict[str, list[int]]])
-assert_type(total, TaskSpec[[Arg(dict[str, list[int]], "fetch")], int])
-assert_type(render_total, TaskSpec[[Arg(int, "total"), DefaultNamedArg(str, "unit")], str])
-assert_type(fetch_async, TaskSpec[[], Coroutine[Any, Any, int]])
-assert_type(double_async, TaskSpec[[Arg(int, "fetch_async")], Coroutine[Any, Any, list[int]]])
+total_call: TotalCall = total
+render_call: RenderCall = render_total
+fetch_async_spec: TaskSpec[[], Coroutine[Any, Any, int]] = fetch_async
+double_async_call: DoubleAsyncCall = double_async
+renamed: RenamedTotalCall = total  # type: ignore[assignment]  # pyright: ignore[reportAssignmentType]
+re_kinded: PositionalUnitCall = render_total  # type: ignore[assignment]  # pyright: ignore[reportAssignmentType]
 
 
 def _scale(x: int, factor: float = 2.0) -> float:
     return x * factor
 
 
+class ScaleCall(Protocol):
+    def __call__(self, x: int, factor: float = ...) -> float: ...
+
+
 # The decorator with options, applied as a plain call.
-assert_type(
-    task(retry=1, registry=_registry)(_scale),
-    TaskSpec[[Arg(int, "x"), DefaultArg(float, "factor")], float],
-)
+scale_call: ScaleCall = task(retry=1, registry=_registry)(_scale)
 
 
 def call_specs() -> None:
@@ -98,18 +121,18 @@ def call_specs() -> None:
     assert_type(total(fetch={"items": [1]}), int)
     assert_type(render_total(3), str)
     assert_type(render_total(3, unit="apples"), str)
-    coroutine = assert_type(fetch_async(), Coroutine[Any, Any, int])  # bound: must be used
+    coroutine: Coroutine[Any, Any, int] = fetch_async()  # bound: must be used
     coroutine.close()
 
-    total(fetch=[1, 2])  # type: ignore[arg-type]
-    total(fetch={"items": ["a"]})  # type: ignore[list-item]
-    total()  # type: ignore[call-arg]
-    total(fetch={"items": [1]}, extra=1)  # type: ignore[call-arg]
-    fetch(1)  # type: ignore[call-arg]
-    render_total("3")  # type: ignore[arg-type]
-    render_total(3, "apples")  # type: ignore[call-arg]
-    render_total(3, unit=1)  # type: ignore[arg-type]
-    wrong_return: str = total(fetch={"items": [1]})  # type: ignore[assignment]
+    total(fetch=[1, 2])  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
+    total(fetch={"items": ["a"]})  # type: ignore[list-item]  # pyright: ignore[reportArgumentType]
+    total()  # type: ignore[call-arg]  # pyright: ignore[reportCallIssue]
+    total(fetch={"items": [1]}, extra=1)  # type: ignore[call-arg]  # pyright: ignore[reportCallIssue]
+    fetch(1)  # type: ignore[call-arg]  # pyright: ignore[reportCallIssue]
+    render_total("3")  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
+    render_total(3, "apples")  # type: ignore[call-arg]  # pyright: ignore[reportCallIssue]
+    render_total(3, unit=1)  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
+    wrong_return: str = total(fetch={"items": [1]})  # type: ignore[assignment]  # pyright: ignore[reportAssignmentType]
 
 
 # -- bare @task keeps the exact signature ---------------------------------------------------
@@ -130,21 +153,21 @@ def bare_decorator() -> None:
     async def ping() -> int:
         return 1
 
+    class LoadScaleCall(Protocol):
+        def __call__(self, load: dict[str, list[int]], factor: float = ...) -> list[float]: ...
+
     assert_type(load, TaskSpec[[], dict[str, list[int]]])
-    assert_type(
-        scale,
-        TaskSpec[[Arg(dict[str, list[int]], "load"), DefaultArg(float, "factor")], list[float]],
-    )
-    assert_type(ping, TaskSpec[[], Coroutine[Any, Any, int]])
+    scale_call: LoadScaleCall = scale
+    ping_spec: TaskSpec[[], Coroutine[Any, Any, int]] = ping
     assert_type(load(), dict[str, list[int]])
     assert_type(scale({"items": [1]}), list[float])
     assert_type(scale(load={"items": [1]}, factor=0.5), list[float])
-    coroutine = assert_type(ping(), Coroutine[Any, Any, int])  # bound: must be used
+    coroutine: Coroutine[Any, Any, int] = ping()  # bound: must be used
     coroutine.close()
 
-    scale({"items": [1]}, factor="2")  # type: ignore[arg-type]
-    scale(["1"])  # type: ignore[arg-type]
-    load(None)  # type: ignore[call-arg]
+    scale({"items": [1]}, factor="2")  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
+    scale(["1"])  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
+    load(None)  # type: ignore[call-arg]  # pyright: ignore[reportCallIssue]
 
     snapshot = execute(plan(TaskGraph.build([load, scale, ping])))
     assert_type(snapshot.value(load), dict[str, list[int]])
@@ -154,8 +177,8 @@ def bare_decorator() -> None:
 
 def not_a_function() -> None:
     """``@task`` applies to callables only."""
-    task(42)  # type: ignore[call-overload]
-    task(retry="3")  # type: ignore[call-overload]
+    task(42)  # type: ignore[call-overload]  # pyright: ignore[reportArgumentType, reportCallIssue]
+    task(retry="3")  # type: ignore[call-overload]  # pyright: ignore[reportArgumentType]
 
 
 # -- TaskSpec built directly ----------------------------------------------------------------
@@ -171,20 +194,27 @@ def _collect(**deps: object) -> tuple[object, ...]:
 
 def direct_specs() -> None:
     """``TaskSpec(name, fn, deps=...)`` infers ``P`` and ``R`` from ``fn``."""
+
+    class DoubleCall(Protocol):
+        def __call__(self, x: int) -> int: ...
+
+    class CollectCall(Protocol):
+        def __call__(self, **deps: object) -> tuple[object, ...]: ...
+
     double = TaskSpec("double", _double)
-    assert_type(double, TaskSpec[[Arg(int, "x")], int])
+    double_call: DoubleCall = double
     assert_type(double(21), int)
-    double("21")  # type: ignore[arg-type]
+    double("21")  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
 
     collect = TaskSpec("collect", _collect, deps=(Dependency("double"),))
-    assert_type(collect, TaskSpec[[KwArg(object)], tuple[object, ...]])
+    collect_call: CollectCall = collect
     assert_type(collect(double=1), tuple[object, ...])
     assert_type(collect.deps, tuple[Dependency, ...])
     assert_type(collect.dep_names, tuple[str, ...])
     assert_type(collect.name, str)
-    assert_type(collect.fn, Callable[[KwArg(object)], tuple[object, ...]])
+    collect_fn: CollectCall = collect.fn
 
-    TaskSpec("bad", _double, deps=("double",))  # type: ignore[arg-type]
+    TaskSpec("bad", _double, deps=("double",))  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
 
 
 # -- graph → plan → execute → snapshot ------------------------------------------------------
@@ -223,10 +253,10 @@ def pipeline() -> None:
     assert_type(snapshot[total].status, TaskStatus)
     assert_type(snapshot.by_status(TaskStatus.FAILED), tuple[str, ...])
 
-    wrong: str = snapshot.value(total)  # type: ignore[assignment]
-    snapshot.value(42)  # type: ignore[call-overload]
-    execute(graph)  # type: ignore[arg-type]
-    plan([fetch])  # type: ignore[arg-type]
+    wrong: str = snapshot.value(total)  # type: ignore[assignment]  # pyright: ignore[reportAssignmentType]
+    snapshot.value(42)  # type: ignore[call-overload]  # pyright: ignore[reportArgumentType, reportCallIssue]
+    execute(graph)  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
+    plan([fetch])  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
 
 
 async def async_pipeline() -> None:
@@ -256,6 +286,6 @@ def flow_facade() -> None:
     assert_type(flow.snapshot, Snapshot | None)
     flow.override(fetch, {"items": [4]})
 
-    wrong: str = flow.value(total)  # type: ignore[assignment]
-    flow.value(3)  # type: ignore[call-overload]
-    Flow(_double)  # type: ignore[arg-type]
+    wrong: str = flow.value(total)  # type: ignore[assignment]  # pyright: ignore[reportAssignmentType]
+    flow.value(3)  # type: ignore[call-overload]  # pyright: ignore[reportArgumentType, reportCallIssue]
+    Flow(_double)  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]

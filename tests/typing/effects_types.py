@@ -1,4 +1,4 @@
-"""Typing tests for effects: checked by mypy, never run.
+"""Typing tests for effects: checked by mypy and pyright, never run.
 
 Pins: ``@task(effect=..., reconcile=...)`` keeps ``TaskSpec[P, R]`` and rejects unknown
 effects; ``NotDone`` is typed ``Literal[NotDoneType.NOT_DONE]`` so a reconcile callback can be
@@ -9,9 +9,7 @@ annotated ``R | NotDoneType``; ``AttemptContext.idempotency_key`` is ``str | Non
 
 from __future__ import annotations
 
-from typing import Literal, assert_type
-
-from mypy_extensions import Arg
+from typing import Literal, Protocol, assert_type
 
 import flowplan.engine as flowrun
 from flowplan import (
@@ -60,15 +58,19 @@ def total() -> float:
     return 1.0
 
 
-assert_type(charge, TaskSpec[[Arg(dict[str, int], "order")], str])
+class ChargeCall(Protocol):
+    def __call__(self, order: dict[str, int]) -> str: ...
+
+
+charge_call: ChargeCall = charge
 assert_type(upsert, TaskSpec[[], int])
 assert_type(total, TaskSpec[[], float])
 assert_type(NotDone, Literal[NotDoneType.NOT_DONE])
 assert_type(charge.effect, Literal["pure", "idempotent", "at_most_once"] | None)
 
 
-task(effect="twice")  # type: ignore[call-overload]
-task(reconcile="not callable")  # type: ignore[call-overload]
+task(effect="twice")  # type: ignore[call-overload]  # pyright: ignore[reportArgumentType]
+task(reconcile="not callable")  # type: ignore[call-overload]  # pyright: ignore[reportArgumentType]
 
 
 planned = plan(TaskGraph.build([order, charge]))

@@ -1,4 +1,4 @@
-"""Static types of flowplan.engine, pinned with ``assert_type`` (checked by mypy, never run)."""
+"""Static types of flowplan.engine, pinned with ``assert_type`` (mypy and pyright; never run)."""
 
 from __future__ import annotations
 
@@ -44,8 +44,8 @@ def extract(context: RunContext[Deps]) -> list[int]:
 
 
 extract_spec: TaskSpec[[RunContext[Deps]], list[int]] = extract
-wrong_param: TaskSpec[[int], list[int]] = extract  # type: ignore[assignment]
-wrong_return: TaskSpec[[RunContext[Deps]], str] = extract  # type: ignore[assignment]
+wrong_param: TaskSpec[[int], list[int]] = extract  # type: ignore[assignment]  # pyright: ignore[reportAssignmentType]
+wrong_return: TaskSpec[[RunContext[Deps]], str] = extract  # type: ignore[assignment]  # pyright: ignore[reportAssignmentType]
 assert_type(extract(RunContext(Deps("u", 1))), list[int])
 
 
@@ -63,7 +63,7 @@ async def fetch(extract: list[int]) -> str:
 
 
 fetch_spec: TaskSpec[[list[int]], Coroutine[Any, Any, str]] = fetch
-bare(1, y=2)  # type: ignore[arg-type]
+bare(1, y=2)  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
 
 registry = TaskRegistry()
 

@@ -1,4 +1,4 @@
-"""Typing tests for dynamic fan-out (``fan_out=``): checked by ``mypy --strict``, never run.
+"""Typing tests for dynamic fan-out (``fan_out=``): checked by mypy and pyright, never run.
 
 Covered: ``@task(fan_out=...)`` accepts a task or a name, returns a ``MappedTaskSpec`` and keeps
 the exact signature (the spec is called with one element, as in a unit test);
@@ -6,15 +6,13 @@ the exact signature (the spec is called with one element, as in a unit test);
 value as ``list[R]`` (``list[T]`` for ``async def`` elements returning ``T``);
 ``TaskSpec.fan_out`` is the dependency's name; ``FanOutError`` carries its data as typed
 attributes; ``Plan.elements`` maps element names to records. Each ``# type: ignore[code]`` pins
-a mistake mypy must reject (``warn_unused_ignores`` fails the check if it stops being one).
+a mistake both checkers must reject (each fails on an ignore that stops being needed).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import assert_type
-
-from mypy_extensions import Arg
+from typing import Protocol, assert_type
 
 import flowplan.engine as flowrun
 from flowplan import (
@@ -49,8 +47,20 @@ def by_name(list_files: str) -> str:
     return list_files
 
 
-assert_type(count_rows, MappedTaskSpec[[Arg(str, "list_files")], int])
-assert_type(by_name, MappedTaskSpec[[Arg(str, "list_files")], str])
+class CountRowsCall(Protocol):
+    def __call__(self, list_files: str) -> int: ...
+
+
+count_rows_call: CountRowsCall = count_rows
+count_rows_mapped: MappedTaskSpec[..., int] = count_rows
+
+
+class ByNameCall(Protocol):
+    def __call__(self, list_files: str) -> str: ...
+
+
+by_name_call: ByNameCall = by_name
+by_name_mapped: MappedTaskSpec[..., str] = by_name
 assert_type(list_files, TaskSpec[[], list[str]])  # without fan_out=: a plain TaskSpec
 assert_type(count_rows(list_files="a.csv"), int)
 assert_type(count_rows.fan_out, str | None)
@@ -63,7 +73,12 @@ def engine_rows(list_files: str) -> int:
     return len(list_files)
 
 
-assert_type(engine_rows, MappedTaskSpec[[Arg(str, "list_files")], int])
+class EngineRowsCall(Protocol):
+    def __call__(self, list_files: str) -> int: ...
+
+
+engine_rows_call: EngineRowsCall = engine_rows
+engine_rows_mapped: MappedTaskSpec[..., int] = engine_rows
 
 
 @flowrun.task(registry=flowrun.TaskRegistry(), deps=["list_files"], fan_out="list_files")
@@ -71,7 +86,12 @@ def module_rows(list_files: str) -> int:
     return len(list_files)
 
 
-assert_type(module_rows, MappedTaskSpec[[Arg(str, "list_files")], int])
+class ModuleRowsCall(Protocol):
+    def __call__(self, list_files: str) -> int: ...
+
+
+module_rows_call: ModuleRowsCall = module_rows
+module_rows_mapped: MappedTaskSpec[..., int] = module_rows
 
 
 @_engine.task(name="engine_plain", deps=["list_files"])
@@ -79,7 +99,11 @@ def engine_plain(list_files: list[str]) -> int:
     return len(list_files)
 
 
-assert_type(engine_plain, TaskSpec[[Arg(list[str], "list_files")], int])
+class EnginePlainCall(Protocol):
+    def __call__(self, list_files: list[str]) -> int: ...
+
+
+engine_plain_call: EnginePlainCall = engine_plain
 
 
 @task(depends_on=[list_files], fan_out=list_files, registry=_registry)
@@ -87,7 +111,7 @@ async def fetch_one(list_files: str) -> bytes:
     return list_files.encode()
 
 
-def _values(snapshot: Snapshot, flow: Flow, simulation: Simulation) -> None:
+def fanout_values(snapshot: Snapshot, flow: Flow, simulation: Simulation) -> None:
     # a fan-out task's value is the list of its elements' values; calling it stays one element
     assert_type(snapshot.value(count_rows), list[int])
     assert_type(snapshot.value(fetch_one), list[bytes])
@@ -95,20 +119,28 @@ def _values(snapshot: Snapshot, flow: Flow, simulation: Simulation) -> None:
     assert_type(flow.value(count_rows), list[int])
     assert_type(flow.value(fetch_one), list[bytes])
     assert_type(simulation.snapshot.value(engine_rows), list[int])
-    mapped: TaskSpec[..., int] = count_rows  # still a TaskSpec (depends_on=, targets=, ...)
-    assert_type(snapshot.value(mapped), int)
-    wrong: int = snapshot.value(count_rows)  # type: ignore[assignment]  # a list, not one int
-    del wrong
+    # still a TaskSpec (depends_on=, targets=, ...), but not one whose value is one element:
+    # its value is a list, so a fan-out spec is no ``TaskSpec[..., int]`` to either checker
+    any_task: TaskSpec[..., object] = count_rows
+    mapped: TaskSpec[..., int] = count_rows  # type: ignore[assignment]  # pyright: ignore[reportAssignmentType]
+    wrong: int = snapshot.value(count_rows)  # type: ignore[assignment]  # pyright: ignore[reportAssignmentType]
+    wrong_async: bytes = flow.value(fetch_one)  # type: ignore[assignment]  # pyright: ignore[reportAssignmentType]
+    takes_int_task(count_rows)  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
+    takes_int_task(fetch_one)  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
 
 
-def _errors(exc: FanOutError) -> None:
+def takes_int_task(spec: TaskSpec[..., int]) -> None:
+    """A user's function that reads one ``int`` from the task it is given."""
+
+
+def fanout_errors(exc: FanOutError) -> None:
     assert_type(exc.task, str)
     assert_type(exc.upstream, str)
     assert_type(exc.value_type, str)
 
 
-def _plan_elements(graph: TaskGraph) -> None:
+def fanout_plan_elements(graph: TaskGraph) -> None:
     assert_type(plan(graph).elements, Mapping[str, TaskRecord])
 
 
-task(fan_out=3)  # type: ignore[call-overload]
+task(fan_out=3)  # type: ignore[call-overload]  # pyright: ignore[reportArgumentType, reportCallIssue]

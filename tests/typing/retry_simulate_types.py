@@ -1,4 +1,4 @@
-"""Typing tests for retry policies and ``simulate``: checked by mypy, never run.
+"""Typing tests for retry policies and ``simulate``: checked by mypy and pyright, never run.
 
 Pins: ``@task`` with the new retry options (``retry_on=``, ``give_up_on=``,
 ``retry_max_elapsed_s=``, ``retry_policy=``) keeps ``TaskSpec[P, R]``; wrong option types are
@@ -8,9 +8,7 @@ keyed by tasks, names or both, with single outcomes or lists, and returns a ``Si
 
 from __future__ import annotations
 
-from typing import assert_type
-
-from mypy_extensions import Arg
+from typing import Protocol, assert_type
 
 import flowplan.engine as flowrun
 from flowplan import (
@@ -48,7 +46,11 @@ def fetch(url: str) -> bytes:
     return url.encode()
 
 
-assert_type(fetch, TaskSpec[[Arg(str, "url")], bytes])
+class FetchCall(Protocol):
+    def __call__(self, url: str) -> bytes: ...
+
+
+fetch_call: FetchCall = fetch
 
 
 @task(registry=reg, retry_policy=RetryPolicy(retries=2, give_up_on=(ValueError,)))
@@ -56,11 +58,15 @@ def parse(fetch: bytes) -> int:
     return len(fetch)
 
 
-assert_type(parse, TaskSpec[[Arg(bytes, "fetch")], int])
+class ParseCall(Protocol):
+    def __call__(self, fetch: bytes) -> int: ...
 
-task(retry_on="ValueError")  # type: ignore[arg-type]
-task(retry_policy=3)  # type: ignore[call-overload]
-task(retry_max_elapsed_s="5")  # type: ignore[call-overload]
+
+parse_call: ParseCall = parse
+
+task(retry_on="ValueError")  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
+task(retry_policy=3)  # type: ignore[call-overload]  # pyright: ignore[reportArgumentType]
+task(retry_max_elapsed_s="5")  # type: ignore[call-overload]  # pyright: ignore[reportArgumentType]
 
 engine = flowrun.Engine()
 
@@ -91,4 +97,4 @@ assert_type(sim.events, tuple[Event, ...])
 assert_type(sim.snapshot.value(parse), int)
 by_name = {"parse": Value(1)}
 simulate(plan(graph), by_name)
-simulate(plan(graph), clock=lambda: 0.0)  # type: ignore[arg-type]
+simulate(plan(graph), clock=lambda: 0.0)  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]

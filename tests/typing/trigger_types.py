@@ -1,6 +1,6 @@
-"""Typing tests for trigger rules, optional dependencies and root-cause reports (mypy only).
+"""Typing tests for trigger rules, optional dependencies and root-cause reports (mypy and pyright).
 
-Checked by ``mypy --strict tests/typing/trigger_types.py``; never run. ``optional(...)`` of a
+Checked by ``mypy --strict`` and pyright (strict); never run. ``optional(...)`` of a
 task or a name is accepted in ``depends_on``; a task declared with ``trigger=`` keeps its
 exact type; a rule outside :data:`flowplan.TriggerRule` is rejected; ``LivenessError`` is a
 ``FlowplanError`` and a ``RuntimeError``; ``root_cause_lines`` returns lines; the engine's
@@ -10,9 +10,7 @@ exact type; a rule outside :data:`flowplan.TriggerRule` is rejected; ``LivenessE
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import assert_type
-
-from mypy_extensions import Arg
+from typing import Protocol, assert_type
 
 import flowplan.engine as flowrun
 from flowplan import (
@@ -50,7 +48,11 @@ def total(base: int, bonus: int | None) -> int:
     return base + (bonus or 0)
 
 
-assert_type(total, TaskSpec[[Arg(int, "base"), Arg(int | None, "bonus")], int])
+class TotalCall(Protocol):
+    def __call__(self, base: int, bonus: int | None) -> int: ...
+
+
+total_call: TotalCall = total
 
 
 @task(registry=registry, depends_on=[base, "bonus"], trigger="all_done")
@@ -58,7 +60,11 @@ def cleanup(base: int | None, bonus: int | None) -> str:
     return "done"
 
 
-assert_type(cleanup, TaskSpec[[Arg(int | None, "base"), Arg(int | None, "bonus")], str])
+class CleanupCall(Protocol):
+    def __call__(self, base: int | None, bonus: int | None) -> str: ...
+
+
+cleanup_call: CleanupCall = cleanup
 assert_type(cleanup(None, None), str)
 assert_type(cleanup.trigger, TriggerRule)
 
@@ -70,10 +76,14 @@ def publish(base: int | None) -> None:
     return None
 
 
-assert_type(publish, TaskSpec[[Arg(int | None, "base")], None])
+class PublishCall(Protocol):
+    def __call__(self, base: int | None) -> None: ...
 
 
-task(registry=registry, trigger="when_ready")  # type: ignore[call-overload]
+publish_call: PublishCall = publish
+
+
+task(registry=registry, trigger="when_ready")  # type: ignore[call-overload]  # pyright: ignore[reportArgumentType]
 
 
 def use_errors(error: LivenessError, snap: Snapshot) -> None:
@@ -97,4 +107,4 @@ def engine_cleanup() -> str:
 assert_type(engine_cleanup, TaskSpec[[], str])
 
 
-engine.task(dag="etl", trigger="sometimes")  # type: ignore[call-overload]
+engine.task(dag="etl", trigger="sometimes")  # type: ignore[call-overload]  # pyright: ignore[reportArgumentType]

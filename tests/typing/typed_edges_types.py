@@ -1,19 +1,17 @@
-"""Typing tests for typed edges: checked by ``mypy --strict``, never run.
+"""Typing tests for typed edges: checked by ``mypy --strict`` and pyright, never run.
 
 Pins the ``check_types`` option (``bool | None``) on every path that builds a graph
 (``TaskGraph.build`` / ``from_terminals``, ``Flow``, ``Engine`` / ``build_default_engine``), the
 data of :class:`EdgeTypeError` and :class:`MissingExtraError`, and the typed wiring path: a
 task's handle carries its result type, so ``snapshot.value(t)`` / ``flow.value(t)`` are typed
 for sync, ``async def`` and engine-declared tasks alike. Each ``# type: ignore[code]`` pins a
-mistake mypy must reject (``warn_unused_ignores`` fails the check if it stops being one).
+mistake both checkers must reject (each fails on an ignore that stops being needed).
 """
 
 from __future__ import annotations
 
 from collections.abc import Coroutine, Sequence
-from typing import Any, assert_type
-
-from mypy_extensions import Arg
+from typing import Any, Protocol, assert_type
 
 from flowplan import (
     EdgeTypeError,
@@ -57,10 +55,10 @@ def check_types_option() -> None:
     assert_type(build_default_engine(check_types=False), Engine)
     assert_type(Engine(check_types=None), Engine)
 
-    TaskGraph.build([load], check_types="yes")  # type: ignore[arg-type]
-    TaskGraph.build([load], True)  # type: ignore[call-arg]
-    Flow(count, check_types=1.0)  # type: ignore[arg-type]
-    build_default_engine(check_types="strict")  # type: ignore[arg-type]
+    TaskGraph.build([load], check_types="yes")  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
+    TaskGraph.build([load], True)  # type: ignore[call-arg]  # pyright: ignore[reportCallIssue]
+    Flow(count, check_types=1.0)  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
+    build_default_engine(check_types="strict")  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
 
 
 def error_data(error: EdgeTypeError, missing: MissingExtraError) -> None:
@@ -79,7 +77,11 @@ def error_data(error: EdgeTypeError, missing: MissingExtraError) -> None:
 def typed_wiring() -> None:
     """A handle carries its result type: values read back through it are typed."""
     assert_type(load, TaskSpec[[], list[str]])
-    assert_type(report, TaskSpec[[Arg(int, "count")], Coroutine[Any, Any, dict[str, int]]])
+
+    class ReportCall(Protocol):
+        def __call__(self, count: int) -> Coroutine[Any, Any, dict[str, int]]: ...
+
+    report_call: ReportCall = report
     snapshot = execute(plan(TaskGraph.build([load, count, report], check_types=True)))
     assert_type(snapshot.value(load), list[str])
     assert_type(snapshot.value(count), int)
@@ -88,8 +90,8 @@ def typed_wiring() -> None:
     assert_type(flow.value(count), int)
     assert_type(flow.value(report), dict[str, int])
 
-    wrong: str = snapshot.value(count)  # type: ignore[assignment]
-    also_wrong: str = flow.value(report)  # type: ignore[assignment]
+    wrong: str = snapshot.value(count)  # type: ignore[assignment]  # pyright: ignore[reportAssignmentType]
+    also_wrong: str = flow.value(report)  # type: ignore[assignment]  # pyright: ignore[reportAssignmentType]
 
 
 def engine_handles() -> None:
@@ -108,5 +110,5 @@ def engine_handles() -> None:
     snapshot = execute(plan(engine.graph("default")))
     assert_type(snapshot.value(fetch), bytes)
     assert_type(snapshot.value(size), int)
-    wrong: str = snapshot.value(size)  # type: ignore[assignment]
+    wrong: str = snapshot.value(size)  # type: ignore[assignment]  # pyright: ignore[reportAssignmentType]
     engine.close()

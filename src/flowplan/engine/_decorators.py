@@ -17,7 +17,7 @@ from flowplan._suggest import did_you_mean
 from flowplan.errors import InvalidOptionError, SignatureMismatchError
 from flowplan.spec import MappedTaskSpec, TaskSpec
 
-from ._options import MappedTaskOptions, TaskOptions, build_spec
+from ._options import MappedTaskOptions, PlainTaskOptions, TaskOptions, build_spec
 from ._registry import TaskRegistry
 
 __all__ = ["TaskDecorator", "TaskTemplate", "register_task", "task", "task_template"]
@@ -121,7 +121,7 @@ class TaskDecorator:
     ) -> Callable[[Callable[P, R]], MappedTaskSpec[P, R]]: ...
     @overload
     def __call__(
-        self, name: str | None = None, /, **options: Unpack[TaskOptions]
+        self, name: str | None = None, /, **options: Unpack[PlainTaskOptions]
     ) -> Callable[[Callable[P, R]], TaskSpec[P, R]]: ...
     def __call__(
         self, fn_or_name: Callable[P, R] | str | None = None, /, **options: Unpack[TaskOptions]
@@ -163,7 +163,7 @@ def task(
     /,
     *,
     registry: TaskRegistry | None = None,
-    **options: Unpack[TaskOptions],
+    **options: Unpack[PlainTaskOptions],
 ) -> Callable[[Callable[P, R]], TaskSpec[P, R]]: ...
 def task(
     fn_or_name: Callable[P, R] | str | None = None,

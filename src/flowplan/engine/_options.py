@@ -26,6 +26,7 @@ from flowplan.policies import RetryPolicy
 from flowplan.spec import (
     Dependency,
     Effect,
+    Gate,
     Isolation,
     MappedTaskSpec,
     OptionalDependency,
@@ -57,8 +58,8 @@ class _CommonOptions(TypedDict, total=False):
     give_up_on: type[BaseException] | Sequence[type[BaseException]]
     retry_max_elapsed_s: float | None
     retry_policy: RetryPolicy
-    when: Callable[..., object] | None
-    validate: Callable[..., object] | None
+    when: Gate | None
+    validate: Gate | None
     retry_until: Callable[[Any], object] | None
     detached: bool
     version: str | None
@@ -66,7 +67,7 @@ class _CommonOptions(TypedDict, total=False):
     trigger: TriggerRule
     isolation: Isolation | None
     effect: Effect | None
-    reconcile: Callable[..., object] | None
+    reconcile: Gate | None
     cache: bool
 
 
@@ -74,6 +75,12 @@ class TaskOptions(_CommonOptions, total=False):
     """Every option of a flowrun task (flowrun's own, then flowplan's additions)."""
 
     fan_out: str | TaskSpec[..., Any] | None
+
+
+class PlainTaskOptions(_CommonOptions, total=False):
+    """The options of a task that is not a fan-out (the task is a plain ``TaskSpec``)."""
+
+    fan_out: None
 
 
 class MappedTaskOptions(_CommonOptions, total=False):
@@ -198,7 +205,7 @@ def build_spec(fn: Callable[P, R], name: str | None, options: Mapping[str, Any])
         params = inspect.Signature().parameters  # TaskSpec reports the unreadable signature
     fan_out = _fan_out_name(options.get("fan_out"))
     kind = TaskSpec if fan_out is None else MappedTaskSpec  # a fan-out value is a list
-    return kind(
+    spec: TaskSpec[P, Any] = kind(  # a MappedTaskSpec is typed by the decorators' overloads
         name=task_name,
         fn=fn,
         deps=tuple(deps.values()),
@@ -220,3 +227,4 @@ def build_spec(fn: Callable[P, R], name: str | None, options: Mapping[str, Any])
         upstream_param="upstream" if "upstream" in params else None,
         context_param=find_context_param(fn, task_name),
     )
+    return spec
