@@ -17,11 +17,23 @@ from pathlib import Path
 from flowplan.errors import UnknownTaskError
 from flowplan.store import RunInfo, SqliteStateStore
 
-__all__ = ["UsageError", "find_run", "make_state_dir", "open_store", "read_target", "record_target"]
+__all__ = [
+    "UsageError",
+    "find_run",
+    "make_state_dir",
+    "open_store",
+    "read_deps",
+    "read_target",
+    "record_deps",
+    "record_target",
+]
 
 _TABLE = (
     "CREATE TABLE IF NOT EXISTS flowplan_cli_targets (run_id TEXT PRIMARY KEY, "
     "target TEXT NOT NULL, workdir TEXT NOT NULL, dag TEXT, created_at REAL NOT NULL)"
+)
+_DEPS_TABLE = (  # a table of its own: run books written before --deps keep working
+    "CREATE TABLE IF NOT EXISTS flowplan_cli_deps (run_id TEXT PRIMARY KEY, deps TEXT NOT NULL)"
 )
 
 
@@ -63,6 +75,7 @@ def make_state_dir(directory: Path) -> None:
 def _connect(path: str) -> sqlite3.Connection:
     conn = sqlite3.connect(path, timeout=5.0, isolation_level=None)
     conn.execute(_TABLE)
+    conn.execute(_DEPS_TABLE)
     return conn
 
 
@@ -88,6 +101,27 @@ def read_target(path: str, run_id: str) -> tuple[str, str, str | None] | None:
     finally:
         conn.close()
     return None if row is None else (str(row[0]), str(row[1]), row[2])
+
+
+def record_deps(path: str, run_id: str, deps: str) -> None:
+    """Remember the ``--deps`` ``run_id`` was given (``resume`` gives it again)."""
+    conn = _connect(path)
+    try:
+        conn.execute("INSERT OR REPLACE INTO flowplan_cli_deps VALUES (?, ?)", (run_id, deps))
+    finally:
+        conn.close()
+
+
+def read_deps(path: str, run_id: str) -> str | None:
+    """The ``--deps`` recorded for ``run_id``, or ``None``."""
+    conn = _connect(path)
+    try:
+        row = conn.execute(
+            "SELECT deps FROM flowplan_cli_deps WHERE run_id = ?", (run_id,)
+        ).fetchone()
+    finally:
+        conn.close()
+    return None if row is None else str(row[0])
 
 
 def find_run(store: SqliteStateStore, text: str) -> RunInfo:

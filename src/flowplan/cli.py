@@ -28,8 +28,17 @@ import traceback
 from collections.abc import Sequence
 from typing import NoReturn
 
-from flowplan._cli_runs import UsageError, find_run, open_store, read_target, record_target
-from flowplan._cli_target import Target, load_target
+from flowplan._cli_deps import check_context, load_context
+from flowplan._cli_runs import (
+    UsageError,
+    find_run,
+    open_store,
+    read_deps,
+    read_target,
+    record_deps,
+    record_target,
+)
+from flowplan._cli_target import Target, load_target, split_target
 from flowplan.cache import MemoryCache, ResultCache, SqliteCache
 from flowplan.errors import FlowplanError
 from flowplan.hooks import Hook
@@ -84,6 +93,14 @@ def _parser() -> argparse.ArgumentParser:
         help="structured logs of every event on stderr",
     )
     running.add_argument("--max-workers", type=int, default=None, metavar="N")
+    running.add_argument(
+        "--deps",
+        default=None,
+        metavar="[FILE_OR_MODULE:]NAME",
+        help="the RunContext for tasks that take one: NAME (in the target's module) or "
+        "FILE_OR_MODULE:NAME, a function returning your deps or a RunContext (resume reuses "
+        "the run's own --deps unless given)",
+    )
     targeted = _Parser(add_help=False)
     targeted.add_argument("target", metavar="TARGET", help="FILE_OR_MODULE[:obj]")
     targeted.add_argument("--dag", help="the DAG, when TARGET is an Engine with several")
@@ -184,10 +201,16 @@ def _execute(
     targets: Sequence[str] | None = None,
     rerun: Sequence[str] = (),
     resumed_from: str | None = None,
+    deps_workdir: str | None = None,
 ) -> int:
     planned = plan(target.graph, snapshot, targets=targets, rerun=rerun, cache=_cache(args))
+    context = None if args.deps is None else load_context(args.deps, target, workdir=deps_workdir)
+    shown = split_target(args.target or target.ref)[0]
+    check_context(planned, context, source=shown)  # before anything is recorded
     store.create_run(planned, dag_name=target.label, targets=targets, resumed_from=resumed_from)
     record_target(args.store, planned.run_id, target.ref, args.dag)
+    if args.deps is not None:
+        record_deps(args.store, planned.run_id, args.deps)
     workers = args.max_workers if args.max_workers is not None else target.max_workers
     result = execute(
         planned,
@@ -195,6 +218,7 @@ def _execute(
         hooks=_hooks(args),
         fail_fast=target.fail_fast,
         max_workers=workers,
+        context=context,
     )
     info = store.get_run(planned.run_id)
     reused = tuple(planned.reused)
@@ -237,6 +261,10 @@ def _cmd_resume(args: argparse.Namespace) -> int:
             ref, workdir, dag = recorded
             args.dag = args.dag or dag
             target = load_target(ref, dag=args.dag, workdir=workdir)
+        deps_workdir = None  # a --deps given now is read from here
+        if args.deps is None:  # else the one the resumed run was given, from where it ran
+            args.deps = read_deps(args.store, info.run_id)
+            deps_workdir = None if recorded is None else recorded[1]
         snapshot = store.load(info.run_id)
         return _execute(
             args,
@@ -246,6 +274,7 @@ def _cmd_resume(args: argparse.Namespace) -> int:
             targets=info.targets,
             rerun=args.rerun or (),
             resumed_from=info.run_id,
+            deps_workdir=deps_workdir,
         )
 
 
