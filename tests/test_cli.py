@@ -417,3 +417,61 @@ def test_the_store_directory_keeps_itself_out_of_git(project: Path) -> None:
     # One the command creates elsewhere is flowplan's own, and ignored the same way.
     assert flowplan(project, "run", "pipeline.py", "--store", "new/deep/r.db").returncode == 0
     assert (project / "new" / ".gitignore").read_text().splitlines()[-1] == "*"
+
+
+GATED = """
+import os
+
+from flowplan import Registry, task
+
+registry = Registry()
+
+
+@task(registry=registry)
+def fetch() -> int:
+    if os.environ.get("BREAK_FETCH") == "1":
+        raise RuntimeError("fetch is down")
+    return 3
+
+
+@task(depends_on=[fetch], when=lambda fetch: fetch > 0, registry=registry)
+def report(fetch: int) -> str:
+    return f"report {fetch}"
+
+
+@task(depends_on=[fetch], detached=True, registry=registry)
+def ping(fetch: int) -> str:
+    return "sent"
+"""
+
+
+def test_explain_prints_the_library_explanation_word_for_word(tmp_path: Path) -> None:
+    """``flowplan explain`` and ``Plan.explain()`` are one text: the header, then each task
+    with its notes (a ``when=`` gate, a detached task), fresh and resuming."""
+    from flowplan import plan
+    from flowplan._cli_target import load_target
+    from flowplan.store import SqliteStateStore
+
+    (tmp_path / "gated.py").write_text(GATED)
+    target = load_target("gated.py", workdir=str(tmp_path))
+    library = plan(target.graph).explain()
+    fresh = flowplan(tmp_path, "explain", "gated.py")
+    assert fresh.returncode == 0, fresh.stderr
+    assert fresh.stdout == library + "\n"
+    assert library.splitlines() == [
+        "3 to run, 0 to reuse, 0 not needed",
+        "run fetch: no earlier record",
+        "run report: no earlier record (skipped at run time if its when= gate is false)",
+        "run ping: no earlier record (detached: its failure never fails the run)",
+    ]
+
+    failed = flowplan(tmp_path, "run", "gated.py", env={"BREAK_FETCH": "1"})
+    assert failed.returncode == 1
+    first = run_id(failed.stdout)
+    with SqliteStateStore(tmp_path / ".flowplan" / "runs.db") as store:
+        snapshot = store.load(first)
+    library = plan(target.graph, snapshot).explain()
+    resuming = flowplan(tmp_path, "explain", "gated.py", "--run", first[:8])
+    assert resuming.returncode == 0, resuming.stderr
+    assert resuming.stdout == library + "\n"
+    assert library.splitlines()[0] == f"3 to run, 0 to reuse, 0 not needed (resuming {first[:12]})"

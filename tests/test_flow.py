@@ -7,6 +7,7 @@ hook, and errors that teach (unknown tasks with "did you mean", bad options).
 from __future__ import annotations
 
 import doctest
+import re
 import threading
 from pathlib import Path
 from typing import Any, assert_type
@@ -392,3 +393,19 @@ def test_module_doctests() -> None:
     failures, tests = doctest.testmod(flowplan.flow, optionflags=doctest.ELLIPSIS)
     assert tests > 0
     assert failures == 0
+
+
+def test_summary_says_how_many_attempts_in_words() -> None:
+    calls: list[int] = []
+
+    @task(retry=2, retry_backoff_base_ms=0)
+    def flaky_twice() -> int:
+        calls.append(1)
+        if len(calls) < 3:
+            raise ConnectionError("try again")
+        return 1
+
+    flow = Flow(flaky_twice, logger=structlog.testing.CapturingLogger())
+    flow.run()
+    line = flow.summary().splitlines()[0]
+    assert re.fullmatch(r"  SUCCEEDED flaky_twice \(\d+ms, 3 attempts\)", line), line

@@ -121,7 +121,7 @@ def test_retry_with_exponential_backoff() -> None:
     assert calls == [1, 2, 3, 4]
     assert flow.snapshot is not None
     assert flow.snapshot["flaky"].retry_delays == (0.001, 0.002, 0.003)  # doubled, then capped
-    assert re.search(r"  SUCCEEDED flaky \(\d+msx4\)", flow.summary())
+    assert re.search(r"  SUCCEEDED flaky \(\d+ms, 4 attempts\)", flow.summary())
 
 
 def test_retry_exhausted_keeps_last_error() -> None:
@@ -644,7 +644,7 @@ def test_summary_lists_every_task_in_flowing_format() -> None:
     flow.run()
     lines = flow.summary().splitlines()
     assert re.fullmatch(r"  SUCCEEDED ok \(\d+ms\)", lines[0])
-    assert re.fullmatch(r"  FAILED    bad \(\d+msx2\) err=ValueError: boom", lines[1])
+    assert re.fullmatch(r"  FAILED    bad \(\d+ms, 2 attempts\) err=ValueError: boom", lines[1])
     assert re.fullmatch(
         r"  SKIPPED   after \(0ms\) skipped: upstream 'bad' failed \(root cause: 'bad'\)",
         lines[2],

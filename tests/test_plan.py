@@ -69,7 +69,14 @@ def test_a_fresh_plan_runs_everything(diamond: TaskGraph) -> None:
     assert dict(p.reused) == {}
     assert set(actions(p).values()) == {Action.RUN}
     assert p.explain("extract") == "run extract: no earlier record"
-    assert p.explain().splitlines() == [f"run {n}: no earlier record" for n in diamond.order]
+    assert p.explain().splitlines() == [
+        f"{len(diamond.order)} to run, 0 to reuse, 0 not needed",
+        *(
+            f"run {n}: no earlier record"
+            + (" (detached: its failure never fails the run)" if n in diamond.detached else "")
+            for n in diamond.order
+        ),
+    ]
     assert p.action(diamond["report"]) is Action.RUN
 
 
@@ -106,8 +113,13 @@ def test_resume_reuses_succeeded_and_reruns_the_rest(diamond: TaskGraph) -> None
     assert p.explain("extract") == "reuse extract: succeeded in an earlier run"
     assert p.explain("right") == "run right: failed earlier (ValueError: boom)"
     assert p.explain("report") == "run report: was skipped earlier (upstream 'right' failed)"
-    assert p.explain("notify") == "run notify: was cancelled earlier"
-    assert p.explain("audit_left") == "run audit_left: was running when the earlier run stopped"
+    assert p.explain("notify") == (
+        "run notify: was cancelled earlier (detached: its failure never fails the run)"
+    )
+    assert p.explain("audit_left") == (
+        "run audit_left: was running when the earlier run stopped"
+        " (detached: its failure never fails the run)"
+    )
 
     snap2 = execute(p, executor=InlineExecutor())
     assert snap2.value("report") == 2 + 3

@@ -25,6 +25,7 @@ from flowplan import (
 )
 
 NO_RECORD = "no earlier record"
+DETACHED = " (detached: its failure never fails the run)"
 
 
 # -- tasks (module level: stable code for the cache's keys) ---------------------------------------
@@ -195,9 +196,13 @@ def test_action_reads_the_decisions(diamond: TaskGraph) -> None:
 # -- explain() -----------------------------------------------------------------------------------
 def test_explain_a_fresh_plan(diamond: TaskGraph) -> None:
     p = plan(diamond)
-    assert p.explain() == "\n".join(f"run {n}: {NO_RECORD}" for n in ORDER)
+    assert p.explain().splitlines() == [
+        "5 to run, 0 to reuse, 0 not needed",
+        *(f"run {n}: {NO_RECORD}" for n in ORDER[:-1]),
+        f"run notify: {NO_RECORD}{DETACHED}",
+    ]
     assert p.explain("report") == f"run report: {NO_RECORD}"
-    assert p.explain(diamond["notify"]) == f"run notify: {NO_RECORD}"
+    assert p.explain(diamond["notify"]) == f"run notify: {NO_RECORD}{DETACHED}"
 
 
 def test_explain_a_resume(diamond: TaskGraph) -> None:
@@ -211,11 +216,12 @@ def test_explain_a_resume(diamond: TaskGraph) -> None:
     )
     p = plan(diamond, snap)
     assert p.explain().splitlines() == [
+        "3 to run, 2 to reuse, 0 not needed (resuming r0)",
         "reuse extract: succeeded in an earlier run",
         "reuse left: succeeded in an earlier run",
         "run right: failed earlier",
         f"run report: {NO_RECORD}",
-        f"run notify: {NO_RECORD}",
+        f"run notify: {NO_RECORD}{DETACHED}",
     ]
     assert p.decisions["left"] == Decision("left", Action.REUSE, "succeeded in an earlier run")
     assert p.to_run == ("right", "report", "notify")
@@ -226,11 +232,12 @@ def test_explain_a_resume(diamond: TaskGraph) -> None:
 def test_explain_targets(diamond: TaskGraph) -> None:
     p = plan(diamond, targets=["left"])
     assert p.explain().splitlines() == [
+        "2 to run, 0 to reuse, 3 not needed",
         f"run extract: {NO_RECORD}",
         f"run left: {NO_RECORD}",
         "not needed right: not upstream of any target",
         "not needed report: not upstream of any target",
-        "not needed notify: not upstream of any target",
+        f"not needed notify: not upstream of any target{DETACHED}",
     ]
     assert p.decisions["right"] == Decision(
         "right", Action.NOT_NEEDED, "not upstream of any target"
@@ -242,11 +249,12 @@ def test_explain_rerun(diamond: TaskGraph) -> None:
     first = execute(plan(diamond), executor=InlineExecutor())
     p = plan(diamond, first, rerun=["left"])
     assert p.explain().splitlines() == [
+        f"3 to run, 2 to reuse, 0 not needed (resuming {first.run_id[:12]})",
         "reuse extract: succeeded in an earlier run",
         "run left: rerun requested",
         "reuse right: succeeded in an earlier run",
         "run report: an upstream task is rerun",
-        "run notify: an upstream task is rerun",
+        f"run notify: an upstream task is rerun{DETACHED}",
     ]
     assert p.decisions["left"] == Decision("left", Action.RUN, "rerun requested")
     assert p.to_run == ("left", "report", "notify")
@@ -255,11 +263,12 @@ def test_explain_rerun(diamond: TaskGraph) -> None:
 def test_explain_overrides(diamond: TaskGraph) -> None:
     p = plan(diamond, overrides={"right": 40, diamond["left"]: 2})
     assert p.explain().splitlines() == [
+        "3 to run, 2 to reuse, 0 not needed",
         f"run extract: {NO_RECORD}",
         "reuse left: overridden with a supplied value",
         "reuse right: overridden with a supplied value",
         f"run report: {NO_RECORD}",
-        f"run notify: {NO_RECORD}",
+        f"run notify: {NO_RECORD}{DETACHED}",
     ]
     assert p.to_run == ("extract", "report", "notify")
     assert p.reused["right"].value == 40
@@ -279,11 +288,12 @@ def test_explain_a_released_value_recomputed(diamond: TaskGraph) -> None:
     p = plan(diamond, snap)
     reason = "its value was released (retain_result=False) and 'report' needs it"
     assert p.explain().splitlines() == [
+        "3 to run, 2 to reuse, 0 not needed (resuming r0)",
         "reuse extract: succeeded in an earlier run",
         f"run left: {reason}",
         "reuse right: succeeded in an earlier run",
         f"run report: {NO_RECORD}",
-        f"run notify: {NO_RECORD}",
+        f"run notify: {NO_RECORD}{DETACHED}",
     ]
     assert p.decisions["left"] == Decision("left", Action.RUN, reason)
     assert "left" not in p.reused
@@ -354,3 +364,18 @@ def test_an_empty_cache_leaves_the_fresh_plan_running_everything() -> None:
     assert p.to_run == graph.order
     assert dict(p.reused) == {}
     assert [d.action for d in p.decisions.values()] == [Action.RUN, Action.RUN]
+
+
+# -- repr ----------------------------------------------------------------------------------------
+def test_repr_is_one_short_line_of_counts(diamond: TaskGraph) -> None:
+    assert repr(plan(diamond, run_id="r1")) == (
+        "Plan(run_id='r1', 5 tasks: 5 to run, 0 to reuse, 0 not needed)"
+    )
+    partial = plan(diamond, overrides={"extract": 1}, targets=["left"], run_id="r2")
+    assert repr(partial) == "Plan(run_id='r2', 5 tasks: 1 to run, 1 to reuse, 3 not needed)"
+    chain = [TaskSpec("t0", extract)] + [
+        TaskSpec(f"t{i}", extract, deps=(Dependency(f"t{i - 1}", ordering_only=True),))
+        for i in range(1, 2000)
+    ]
+    big = plan(TaskGraph.build(chain, check_types=False), run_id="big")
+    assert repr(big) == "Plan(run_id='big', 2000 tasks: 2000 to run, 0 to reuse, 0 not needed)"

@@ -43,7 +43,7 @@ from flowplan.cache import MemoryCache, ResultCache, SqliteCache
 from flowplan.errors import FlowplanError
 from flowplan.hooks import Hook
 from flowplan.interpreter import execute
-from flowplan.plan import Action, plan
+from flowplan.plan import plan
 from flowplan.report import (
     format_duration,
     format_table,
@@ -361,22 +361,7 @@ def _cmd_explain(args: argparse.Namespace) -> int:
     target = load_target(args.target, dag=args.dag)
     snapshot = _load_snapshot(args)
     planned = plan(target.graph, snapshot, targets=args.only, cache=_cache(args, create=False))
-    actions = [d.action for d in planned.decisions.values()]
-    print(
-        f"{actions.count(Action.RUN)} to run, {actions.count(Action.REUSE)} to reuse, "
-        f"{actions.count(Action.NOT_NEEDED)} not needed"
-        + (f", {n} in doubt" if (n := actions.count(Action.IN_DOUBT)) else "")
-        + (f" (resuming {snapshot.run_id[:12]})" if snapshot is not None else "")
-    )
-    for name, decision in planned.decisions.items():
-        spec = target.graph.specs[name]
-        notes = []
-        if decision.action is Action.RUN and spec.when is not None:
-            notes.append("skipped at run time if its when= gate is false")
-        if spec.detached:
-            notes.append("detached: its failure never fails the run")
-        extra = f" ({'; '.join(notes)})" if notes else ""
-        print(planned.explain(name) + extra)
+    print(planned.explain())  # the library's explanation, word for word
     return 0
 
 

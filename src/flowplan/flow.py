@@ -387,17 +387,17 @@ class Flow:
     def summary(self) -> str:
         """One line per task, in topological order, as flowing prints it.
 
-        Each line reads ``  STATUS    name (12ms[xN])`` followed by ``[detached]``,
-        ``[cached]`` (journal replay), ``[overridden]``, ``err=...`` for failures and the
-        reason with its root cause for skipped or cancelled tasks. When something failed or
-        was gated, a ``root causes:`` block follows: one line per root cause, with the tasks
-        it skipped or cancelled (:func:`flowplan.report.root_cause_lines`).
+        Each line reads ``  STATUS    name (12ms)`` (``(12ms, 3 attempts)`` after retries),
+        followed by ``[detached]``, ``[cached]`` (journal replay), ``[overridden]``, ``err=...``
+        for failures and the reason with its root cause for skipped or cancelled tasks. When
+        something failed or was gated, a ``root causes:`` block follows: one line per root
+        cause, with the tasks it skipped or cancelled (:func:`flowplan.report.root_cause_lines`).
         """
         lines: list[str] = []
         records = self._view.records
         for name, result in self._results.items():
             record = records[name]
-            attempts = f"x{result.attempts}" if result.attempts > 1 else ""
+            attempts = f", {result.attempts} attempts" if result.attempts > 1 else ""
             status = result.state.value.upper()
             line = f"  {status:9s} {name} ({result.duration_ms:.0f}ms{attempts})"
             flags = (

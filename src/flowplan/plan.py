@@ -7,6 +7,7 @@ again from the last snapshot — succeeded tasks are reused, everything else run
 
 from __future__ import annotations
 
+import collections
 import enum
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
@@ -112,6 +113,7 @@ class Plan:
             reuses instead of running that element again (see ``fan_out=``).
         cache_plan: the result cache and the keys computed at plan time, when planned with
             ``cache=`` (see :mod:`flowplan.cache`), else ``None``.
+        resumed_from: the run id of the snapshot planned from (a resume), else ``None``.
     """
 
     graph: TaskGraph
@@ -124,22 +126,75 @@ class Plan:
     lineage_id: str = attrs.field(default="", repr=False)
     elements: Mapping[str, TaskRecord] = attrs.field(factory=dict, repr=False)
     cache_plan: CachePlan | None = attrs.field(default=None, repr=False)
+    resumed_from: str | None = attrs.field(default=None, repr=False)
+
+    def __repr__(self) -> str:
+        return f"Plan(run_id={self.run_id!r}, {len(self.decisions)} tasks: {self._counts()})"
 
     def explain(self, task: str | TaskSpec[..., Any] | None = None) -> str:
         """Say, in plain words, what will happen to each task (or to one task) and why.
 
+        The whole plan's explanation starts with a header (how many tasks run, are reused, are
+        not needed, are in doubt; which run it resumes), then one line per task in graph order:
+        ``ACTION name: reason``, with notes in brackets (a ``when=`` gate that may skip it, a
+        detached task whose failure never fails the run). ``flowplan explain`` prints this
+        same text.
+
         >>> from flowplan.spec import TaskSpec
         >>> g = TaskGraph.build([TaskSpec("a", lambda: 1)])
         >>> print(plan(g, run_id="r").explain())
+        1 to run, 0 to reuse, 0 not needed
         run a: no earlier record
+        >>> print(plan(g, run_id="r").explain("a"))
+        run a: no earlier record
+
+        Raises:
+            UnknownTaskError: ``task`` is not in the plan ("did you mean ...").
         """
         if task is not None:
             name = _name(task)
             if name not in self.decisions:
                 raise self.graph.unknown(name)
-            decision = self.decisions[name]
-            return f"{decision.action.value.replace('_', ' ')} {name}: {decision.reason}"
-        return "\n".join(self.explain(name) for name in self.decisions)
+            return self._line(name)
+        return "\n".join([self._header(), *(self._line(name) for name in self.decisions)])
+
+    def _counts(self) -> str:
+        """``"2 to run, 1 to reuse, 0 not needed"`` (``", 1 in doubt"`` when there are any)."""
+        decisions = self.decisions
+        actions = (  # a fresh plan's decisions build no Decision object per task
+            decisions._actions.values()
+            if isinstance(decisions, _Decisions)
+            else (d.action for d in decisions.values())
+        )
+        counts = collections.Counter(actions)
+        text = (
+            f"{counts[Action.RUN]} to run, {counts[Action.REUSE]} to reuse, "
+            f"{counts[Action.NOT_NEEDED]} not needed"
+        )
+        return text + (f", {n} in doubt" if (n := counts[Action.IN_DOUBT]) else "")
+
+    def _header(self) -> str:
+        source = self.resumed_from
+        if source is None:
+            return self._counts()
+        shown = "from the journal" if source == "journal" else f"resuming {source[:12]}"
+        return f"{self._counts()} ({shown})"
+
+    def _line(self, name: str) -> str:
+        decision = self.decisions[name]
+        line = f"{decision.action.value.replace('_', ' ')} {name}: {decision.reason}"
+        notes = self._notes(name, decision)
+        return f"{line} ({'; '.join(notes)})" if notes else line
+
+    def _notes(self, name: str, decision: Decision) -> list[str]:
+        """What the reason alone does not say about a task: one short clause each."""
+        spec = self.graph.specs[name]
+        notes = []
+        if decision.action is Action.RUN and spec.when is not None:
+            notes.append("skipped at run time if its when= gate is false")
+        if spec.detached:
+            notes.append("detached: its failure never fails the run")
+        return notes
 
     def action(self, task: str | TaskSpec[..., Any]) -> Action:
         """The action planned for ``task``."""
@@ -311,6 +366,7 @@ def _plan(
         cache_plan=cache_plan,
         in_doubt=MappingProxyType(in_doubt),
         lineage_id=_lineage(snapshot, new_id),
+        resumed_from=snapshot.run_id if snapshot is not None else None,
     )
 
 
