@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import subprocess
 import sys
 import textwrap
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -19,11 +21,13 @@ from flowplan import (
     AttemptContext,
     Event,
     InlineExecutor,
+    Plan,
     RecordingHook,
     Registry,
     Snapshot,
     TaskFailed,
     TaskGraph,
+    TaskRecord,
     TaskRetrying,
     TaskSpec,
     TaskStatus,
@@ -334,3 +338,155 @@ def test_an_abandoned_attempt_does_not_block_process_exit(tmp_path: Path) -> Non
     assert result.returncode == 0, result.stderr
     assert result.stdout.split("\n")[:2] == ["failed timeout", "failed timeout"]
     assert elapsed < 30  # interpreter start-up included; a blocked exit would take 600 s
+
+
+# -- timeouts that bound the run ------------------------------------------------------------
+
+BOUND = 20.0  # "the run ended": timeout + cancellation grace, with room for a loaded machine
+
+
+def _within(fn: Callable[[], Any], limit: float = BOUND) -> Any:
+    """Call ``fn`` on a daemon thread; fail (instead of hanging the suite) if it runs on."""
+    box: list[tuple[bool, Any]] = []
+
+    def target() -> None:
+        try:
+            box.append((True, fn()))
+        except BaseException as exc:
+            box.append((False, exc))
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    thread.join(limit)
+    if not box:
+        pytest.fail(f"the run was still going after {limit:g}s: its timeout does not bound it")
+    ok, value = box[0]
+    if not ok:
+        raise value
+    return value
+
+
+def _drive(driver: str, the_plan: Plan, **options: Any) -> Snapshot:
+    if driver == "async":
+        return asyncio.run(aexecute(the_plan, **options))
+    executor = InlineExecutor() if driver == "inline" else None
+    return execute(the_plan, executor=executor, **options)
+
+
+def _timeout_error(record: TaskRecord) -> TaskTimeoutError:
+    assert record.status is TaskStatus.FAILED
+    assert record.error is not None
+    assert record.error.kind == "timeout"
+    assert isinstance(record.error.exception, TaskTimeoutError)
+    return record.error.exception
+
+
+@pytest.mark.parametrize("driver", ["threads", "inline", "async"])
+def test_an_async_task_that_swallows_its_cancellation_is_abandoned_after_the_grace(
+    registry: Registry, driver: str, release: threading.Event, caplog: pytest.LogCaptureFixture
+) -> None:
+    swallowed = threading.Event()
+
+    @task(timeout_s=0.5)
+    async def stubborn() -> int:
+        try:
+            await asyncio.sleep(HANG)
+        except asyncio.CancelledError:
+            swallowed.set()  # ... and goes on as if nothing happened
+        while not release.is_set():
+            await asyncio.sleep(0.05)
+        return 1
+
+    @task
+    def sibling() -> int:
+        return 2
+
+    @task(depends_on=[stubborn])
+    def after(stubborn: int) -> int:
+        return stubborn
+
+    recorder = RecordingHook()
+    the_plan = plan(TaskGraph.build([stubborn, sibling, after]))
+    began = time.monotonic()
+    with caplog.at_level(logging.WARNING, logger="flowplan"):
+        snap = _within(lambda: _drive(driver, the_plan, fail_fast=False, hooks=[recorder]))
+    assert time.monotonic() - began < BOUND
+    assert swallowed.is_set()
+    error = _timeout_error(snap[stubborn])
+    assert error.task == "stubborn"
+    assert "CancelledError" in str(error)  # says what went wrong ...
+    assert "abandoned" in str(error)  # ... and what became of the attempt
+    assert snap.value(sibling) == 2  # the run went on
+    assert snap[after].status is TaskStatus.SKIPPED
+    assert [e.task for e in recorder.events if isinstance(e, TaskTimedOut)] == ["stubborn"]
+    assert not [r for r in caplog.records if "blocked" in r.getMessage()]  # the loop ran
+
+
+@pytest.mark.parametrize("driver", ["threads", "inline", "async"])
+def test_retries_apply_to_an_abandoned_async_attempt(
+    registry: Registry, driver: str, release: threading.Event
+) -> None:
+    @task(timeout_s=0.3, retry=1, retry_backoff_base_ms=0, idempotent=True)
+    async def stubborn() -> str:
+        attempt = current_attempt()
+        assert attempt is not None
+        if attempt.attempt == 1:
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.sleep(HANG)
+            while not release.is_set():  # goes on after its cancellation
+                await asyncio.sleep(0.05)
+        return f"attempt {attempt.attempt}"
+
+    the_plan = plan(TaskGraph.build([stubborn]))
+    snap = _within(lambda: _drive(driver, the_plan))
+    assert snap.value(stubborn) == "attempt 2"
+    assert snap[stubborn].attempts == 2
+
+
+@pytest.mark.parametrize("driver", ["threads", "inline"])
+def test_an_async_task_that_blocks_its_loop_is_abandoned_by_execute(
+    registry: Registry, driver: str, release: threading.Event
+) -> None:
+    @task(timeout_s=0.5)
+    async def blocking() -> int:
+        release.wait(HANG)  # a blocking call: its event loop never runs again
+        return 1
+
+    @task
+    def sibling() -> int:
+        return 2
+
+    the_plan = plan(TaskGraph.build([blocking, sibling]))
+    snap = _within(lambda: _drive(driver, the_plan, fail_fast=False))
+    error = _timeout_error(snap[blocking])
+    assert "blocking call" in str(error)
+    assert "abandoned" in str(error)
+    assert snap.value(sibling) == 2
+
+
+def test_a_task_blocking_the_event_loop_is_named_at_once_and_recorded_as_timed_out(
+    registry: Registry, caplog: pytest.LogCaptureFixture
+) -> None:
+    returned: list[float] = []
+
+    @task(timeout_s=0.5)
+    async def hog() -> int:
+        time.sleep(5)  # blocks aexecute's (the host's) event loop: no timeout can fire
+        returned.append(time.time())
+        return 1
+
+    @task
+    async def neighbour() -> int:
+        await asyncio.sleep(0)
+        return 2
+
+    the_plan = plan(TaskGraph.build([hog, neighbour]))
+    with caplog.at_level(logging.WARNING, logger="flowplan"):
+        snap = _within(lambda: asyncio.run(aexecute(the_plan, fail_fast=False)))
+    warned = [r for r in caplog.records if "blocked" in r.getMessage()]
+    assert warned, caplog.text
+    assert "'hog'" in warned[0].getMessage()
+    assert warned[0].created < returned[0]  # said while the loop was still blocked
+    error = _timeout_error(snap[hog])
+    assert "blocked the event loop" in str(error)
+    assert snap.value(neighbour) == 2

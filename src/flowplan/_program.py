@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import logging
 import threading
 import time
 from collections.abc import Callable, Generator, Mapping
@@ -19,6 +20,7 @@ from typing import Any
 
 import attrs
 
+from flowplan import _watchdog
 from flowplan._effects import SETTLE_HINT, key_for, retry_may_overlap, settle
 from flowplan.attempt import NEVER_CANCELLED, AttemptContext, _current
 from flowplan.errors import RetryUntilError, TaskTimeoutError
@@ -84,9 +86,14 @@ class Raised:
 
 @attrs.frozen
 class TimedOut:
-    """Outcome: the attempt exceeded its timeout and was abandoned."""
+    """Outcome: the attempt exceeded its timeout and was abandoned.
+
+    ``detail`` says how, when it did not simply stop at its timeout (it ignored its
+    cancellation, or blocked its event loop); the recorded error carries it.
+    """
 
     duration_ms: float
+    detail: str = ""
 
 
 Outcome = Returned | Raised | TimedOut
@@ -103,6 +110,8 @@ Request = (
     | TaskReused
 )
 Program = Generator[Request, Outcome | None, None]
+
+_log = logging.getLogger("flowplan")
 
 
 def task_program(
@@ -201,13 +210,17 @@ def task_program(
                     clock(),
                     name,
                     attempt,
-                    f"attempt {attempt} timed out after {timeout:g}s and may still take effect "
-                    f"(effect='at_most_once'): not retried; {SETTLE_HINT}",
+                    f"attempt {attempt} timed out after {timeout:g}s"
+                    + (f" ({outcome.detail})" if outcome.detail else "")
+                    + f" and may still take effect (effect='at_most_once'): not retried; "
+                    f"{SETTLE_HINT}",
                 )
                 return
-            cause = TaskTimeoutError(name, timeout, attempt)
+            cause = TaskTimeoutError(name, timeout, attempt, detail=outcome.detail)
             error = ErrorInfo.from_exception(cause, kind="timeout")
             reason = f"timed out after {timeout:g}s on attempt {attempt}/{max_attempts}"
+            if outcome.detail:
+                reason = f"{reason} ({outcome.detail})"
         else:
             cause = outcome.error
             if not isinstance(cause, Exception):  # KeyboardInterrupt, SystemExit: stop the run
@@ -339,16 +352,10 @@ def _context(
 
 
 def _run_coroutine(spec: TaskSpec[..., Any], kwargs: Mapping[str, Any]) -> Any:
-    """Await an ``async def`` body from synchronous code, cancelling it on timeout."""
+    """Await an ``async def`` body (no timeout) from synchronous code."""
 
     async def main() -> Any:
-        task = asyncio.ensure_future(_guard(spec.fn(**kwargs)))
-        done, _ = await asyncio.wait({task}, timeout=spec.timeout_s)
-        if not done:
-            task.cancel()
-            await asyncio.wait({task})
-            raise _AttemptTimeoutError
-        return task.result()
+        return await _guard(spec.fn(**kwargs))
 
     try:
         asyncio.get_running_loop()
@@ -365,6 +372,107 @@ def _run_coroutine(spec: TaskSpec[..., Any], kwargs: Mapping[str, Any]) -> Any:
     if ok:
         return _unwrap(result)
     raise result
+
+
+CANCEL_GRACE_S = 1.0
+"""How long a timed-out ``async def`` attempt has, once cancelled, to end before it is
+abandoned (recorded as timed out while it may still run)."""
+
+_SWALLOWED = (
+    "it was cancelled but did not end within {grace:g}s (does it catch "
+    "asyncio.CancelledError without raising it again?), so the attempt was abandoned and may "
+    "still be running{where}; let CancelledError propagate from async def tasks"
+)
+_NO_BLOCKING = (
+    "use await asyncio.sleep, an async client, or asyncio.to_thread for blocking work in an "
+    "async def task"
+)
+
+
+def _bounded_coroutine(
+    spec: TaskSpec[..., Any],
+    kwargs: Mapping[str, Any],
+    ctx: AttemptContext,
+    run_id: str,
+    start: float,
+) -> Outcome:
+    """Run an ``async def`` body with a timeout from synchronous code, bounded.
+
+    The body runs on an event loop of its own, on a daemon thread; this thread waits for its
+    outcome at most the timeout plus :data:`CANCEL_GRACE_S`. A body cancelled at its timeout
+    that does not end within the grace (it swallowed the cancellation), or whose loop never
+    got control back (a blocking call), is abandoned like a timed-out sync attempt: the
+    thread runs on, and never blocks process exit.
+    """
+    timeout = spec.timeout_s
+    assert timeout is not None
+    verdict: list[Outcome] = []
+    decided = threading.Event()  # verdict holds the outcome
+    ended = threading.Event()  # the attempt's thread is done: a retry may start
+    cancelled: list[bool] = []
+
+    async def main() -> None:
+        body = asyncio.ensure_future(_guard(spec.fn(**kwargs)))
+        done, _ = await asyncio.wait({body}, timeout=timeout)
+        if done:
+            verdict.append(_settled(body, start))
+            decided.set()
+            return
+        ctx.cancel()
+        cancelled.append(True)
+        body.cancel()
+        await asyncio.wait({body})  # bounded by the caller, which abandons it after the grace
+        if not body.cancelled():
+            body.exception()  # retrieved: a late error is not logged as never retrieved
+        verdict.append(TimedOut((time.perf_counter() - start) * 1000))
+        decided.set()
+
+    def target() -> None:
+        _current.set(ctx)
+        try:
+            asyncio.run(main())
+        except BaseException as exc:  # the body could not even start (e.g. a bad call)
+            if not decided.is_set():
+                verdict.append(Raised(exc, (time.perf_counter() - start) * 1000))
+                decided.set()
+        finally:
+            ended.set()
+
+    thread = threading.Thread(
+        target=contextvars.copy_context().run,
+        args=(target,),
+        name=f"flowplan:{spec.name}:attempt-{ctx.attempt}",
+        daemon=True,
+    )
+    thread.start()
+    if decided.wait(timeout + CANCEL_GRACE_S):
+        return verdict[0]
+    ctx.cancel()
+    _abandon(spec, run_id, ended)
+    if cancelled:
+        detail = _SWALLOWED.format(grace=CANCEL_GRACE_S, where=" on its thread")
+    else:
+        detail = (
+            f"its event loop did not run for {timeout + CANCEL_GRACE_S:g}s (a blocking call "
+            "such as time.sleep or blocking I/O in an async def body?), so its cancellation "
+            f"could not reach it; the attempt was abandoned and may still be running on its "
+            f"thread; {_NO_BLOCKING}"
+        )
+    return TimedOut((time.perf_counter() - start) * 1000, detail)
+
+
+def _settled(body: asyncio.Future[Any], start: float) -> Outcome:
+    """The outcome of an ``async def`` body's task that is done."""
+    duration = (time.perf_counter() - start) * 1000
+    if body.cancelled():  # cancelled by its own code: raised CancelledError
+        return Raised(asyncio.CancelledError(), duration)
+    exc = body.exception()
+    if exc is not None:
+        return Raised(exc, duration)
+    result = body.result()
+    if isinstance(result, _Escaped):
+        return Raised(result.error, duration)
+    return Returned(result, duration)
 
 
 @attrs.frozen
@@ -421,10 +529,6 @@ def _abandoned_attempt(spec: TaskSpec[..., Any], run_id: str) -> threading.Event
         return done
 
 
-class _AttemptTimeoutError(Exception):
-    """Internal: a framework timeout, told apart from the task's own ``TimeoutError``."""
-
-
 def _capture(fn: Callable[[], Any]) -> tuple[bool, Any]:
     try:
         return True, fn()
@@ -444,13 +548,12 @@ def call(spec: TaskSpec[..., Any], kwargs: Mapping[str, Any], run_id: str, attem
             prior.wait()
     ctx = _context(spec, run_id, attempt, kwargs)
     start = time.perf_counter()
+    if spec.is_async and spec.timeout_s is not None:
+        return _bounded_coroutine(spec, kwargs, ctx, run_id, start)
     if spec.is_async or spec.timeout_s is None:
         token = _current.set(ctx)
         try:
             value = _run_coroutine(spec, kwargs) if spec.is_async else spec.fn(**kwargs)
-        except _AttemptTimeoutError:
-            ctx.cancel()
-            return TimedOut((time.perf_counter() - start) * 1000)
         except BaseException as exc:
             return Raised(exc, (time.perf_counter() - start) * 1000)
         finally:
@@ -514,27 +617,23 @@ async def acall(
     start = time.perf_counter()
     if spec.is_async:
         token = _current.set(ctx)
-        try:
-            task = asyncio.ensure_future(_guard(spec.fn(**kwargs)))
+        try:  # named: the watchdog names what blocks the loop
+            task = asyncio.get_running_loop().create_task(
+                _guard(spec.fn(**kwargs)), name=f"flowplan:{spec.name}:attempt-{attempt}"
+            )
         finally:
             _current.reset(token)
-        try:
-            done, _ = await asyncio.wait({task}, timeout=spec.timeout_s)
-        except asyncio.CancelledError:  # the run itself was cancelled: so is the body
-            task.cancel()
-            raise
-        if not done:
-            ctx.cancel()
-            task.cancel()
-            await asyncio.wait({task})
-            return TimedOut((time.perf_counter() - start) * 1000)
-        exc = task.exception()
-        if exc is not None:
-            return Raised(exc, (time.perf_counter() - start) * 1000)
-        result = task.result()
-        if isinstance(result, _Escaped):
-            return Raised(result.error, (time.perf_counter() - start) * 1000)
-        return Returned(result, (time.perf_counter() - start) * 1000)
+        timeout = spec.timeout_s
+        if timeout is None:
+            try:
+                await asyncio.wait({task})
+            except asyncio.CancelledError:  # the run itself was cancelled: so is the body
+                task.cancel()
+                raise
+            return _settled(task, start)
+        return await _bounded_task(
+            spec, task=task, ctx=ctx, run_id=run_id, start=start, timeout=timeout
+        )
     if spec.timeout_s is None:
         outcome: Outcome = await run_sync(lambda: call(spec, kwargs, run_id, attempt))
         return outcome
@@ -557,3 +656,74 @@ async def acall(
         _abandon(spec, run_id, finished)
         return TimedOut((time.perf_counter() - start) * 1000)
     return _outcome(box[0], start)
+
+
+async def _bounded_task(
+    spec: TaskSpec[..., Any],
+    *,
+    task: asyncio.Future[Any],
+    ctx: AttemptContext,
+    run_id: str,
+    start: float,
+    timeout: float,
+) -> Outcome:
+    """Await an ``async def`` body with a timeout on the running loop, bounded.
+
+    At the timeout the body is cancelled; one that does not end within
+    :data:`CANCEL_GRACE_S` (it swallowed the cancellation) is abandoned: recorded as timed out
+    while it goes on running on the loop. A body that blocks the loop itself cannot be timed
+    out by the loop: the watchdog (:mod:`~flowplan._watchdog`) warns while it blocks, and the
+    attempt is recorded as timed out when the body returns.
+    """
+    loop = asyncio.get_running_loop()
+    watch = _watchdog.watch(
+        spec.name,
+        attempt=ctx.attempt,
+        timeout_s=timeout,
+        grace_s=CANCEL_GRACE_S,
+        loop=loop,
+        body=task,
+    )
+    try:
+        done, _ = await asyncio.wait({task}, timeout=timeout)
+    except asyncio.CancelledError:  # the run itself was cancelled: so is the body
+        task.cancel()
+        raise
+    finally:
+        watch.close()
+    if done:
+        duration = time.perf_counter() - start
+        if watch.blocked_s and duration > timeout:
+            ctx.cancel()
+            detail = (
+                f"it blocked the event loop for {duration:.1f}s (a blocking call such as "
+                "time.sleep or blocking I/O in an async def body?), so its timeout could not "
+                f"fire and no other task on the loop ran meanwhile; {_NO_BLOCKING}"
+            )
+            return TimedOut(duration * 1000, detail)
+        return _settled(task, start)
+    ctx.cancel()
+    task.cancel()
+    try:
+        done, _ = await asyncio.wait({task}, timeout=CANCEL_GRACE_S)
+    except asyncio.CancelledError:
+        task.cancel()
+        raise
+    if done:
+        if not task.cancelled():
+            task.exception()  # retrieved: it timed out whatever it raised while cancelled
+        return TimedOut((time.perf_counter() - start) * 1000)
+    ended = threading.Event()
+
+    def forget(body: asyncio.Future[Any]) -> None:
+        ended.set()
+        if not body.cancelled():
+            body.exception()  # an abandoned attempt's late error is not logged as unretrieved
+
+    task.add_done_callback(forget)
+    _abandon(spec, run_id, ended)
+    detail = _SWALLOWED.format(grace=CANCEL_GRACE_S, where=" on the event loop")
+    _log.warning(
+        "flowplan: task %r attempt %d exceeded its timeout; %s", spec.name, ctx.attempt, detail
+    )
+    return TimedOut((time.perf_counter() - start) * 1000, detail)

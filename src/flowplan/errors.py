@@ -192,16 +192,22 @@ class TaskTimeoutError(FlowplanError, TimeoutError):
         task: the task's name.
         timeout_s: the limit that was exceeded.
         attempt: the attempt number (1-based).
+        detail: how the attempt ended when it did not simply stop at its timeout (an
+            ``async def`` body that ignored its cancellation, or blocked its event loop), or
+            ``""``.
     """
 
-    def __init__(self, task: str, timeout_s: float, attempt: int) -> None:
+    def __init__(self, task: str, timeout_s: float, attempt: int, *, detail: str = "") -> None:
         super().__init__(
-            f"task {task!r} attempt {attempt} exceeded its timeout of {timeout_s:g}s; "
+            f"task {task!r} attempt {attempt} exceeded its timeout of {timeout_s:g}s; {detail}"
+            if detail
+            else f"task {task!r} attempt {attempt} exceeded its timeout of {timeout_s:g}s; "
             "the attempt was abandoned (raise timeout_s or make the task faster)"
         )
         self.task = task
         self.timeout_s = timeout_s
         self.attempt = attempt
+        self.detail = detail
 
 
 class FanOutError(FlowplanError, TypeError):

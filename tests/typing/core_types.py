@@ -289,3 +289,11 @@ def flow_facade() -> None:
     wrong: str = flow.value(total)  # type: ignore[assignment]  # pyright: ignore[reportAssignmentType]
     flow.value(3)  # type: ignore[call-overload]  # pyright: ignore[reportArgumentType, reportCallIssue]
     Flow(_double)  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
+
+
+def timeout_errors() -> None:
+    from flowplan import TaskTimeoutError
+
+    error = TaskTimeoutError("fetch", 1.0, 1, detail="it blocked the event loop")
+    assert_type(error.detail, str)
+    assert_type(error.timeout_s, float)
