@@ -447,7 +447,7 @@ def test_retain_result_false_clears_result_when_safe_and_resume_still_works() ->
     engine = build_default_engine()
     calls: list[str] = []
 
-    @engine.task(dag="etl", retain_result=False)
+    @engine.task(dag="etl", retain_result=False, effect="pure")
     def big() -> list[int]:
         calls.append("big")
         return list(range(5))
@@ -463,7 +463,31 @@ def test_retain_result_false_clears_result_when_safe_and_resume_still_works() ->
     assert tasks["small"]["result"] == 5
     second = run(engine.resume(first, from_tasks=["small"]))
     assert engine.get_run_report(second)["tasks"]["small"]["result"] == 5
-    assert calls == ["big", "small", "big", "small"]  # released value recomputed for small
+    assert calls == ["big", "small", "big", "small"]  # released pure value recomputed
+    engine.close()
+
+
+def test_a_released_value_of_a_task_not_declared_pure_is_never_recomputed() -> None:
+    engine = build_default_engine()
+    calls: list[str] = []
+
+    @engine.task(dag="etl", retain_result=False)
+    def send() -> str:
+        calls.append("send")
+        return "sent"
+
+    @engine.task(dag="etl", deps=[send])
+    def log(send: str) -> str:
+        calls.append("log")
+        return send
+
+    first = run(engine.run_once("etl"))
+    second = run(engine.resume(first, from_tasks=["log"]))
+    tasks = engine.get_run_report(second)["tasks"]
+    assert tasks["send"]["status"] == "IN_DOUBT"
+    assert "value was released" in tasks["send"]["error"]
+    assert tasks["log"]["status"] == "SKIPPED"
+    assert calls == ["send", "log"]
     engine.close()
 
 

@@ -208,7 +208,7 @@ def test_step_key_mismatch_reruns(diamond: TaskGraph) -> None:
     assert snap2["extract"].step_key == "k-new"
 
 
-def test_released_values_make_their_producer_run_again(diamond: TaskGraph) -> None:
+def test_a_released_value_needed_again_is_in_doubt_unless_pure(diamond: TaskGraph) -> None:
     released = attrs.evolve(succeeded("left", None), has_value=False, released=True)
     snap = Snapshot(
         "r0",
@@ -220,13 +220,18 @@ def test_released_values_make_their_producer_run_again(diamond: TaskGraph) -> No
         },
     )
     p = plan(diamond, snap)
-    assert p.action("left") is Action.RUN
-    assert p.explain("left") == (
-        "run left: its value was released (retain_result=False) and 'report' needs it"
+    assert p.action("left") is Action.IN_DOUBT  # no effect declared: never re-run silently
+    assert p.explain("left").startswith(
+        "in doubt left: succeeded earlier, but its value was released (retain_result=False) "
+        "and 'report' needs it; running it again could repeat its effect (no effect declared)"
     )
+    assert p.in_doubt["left"] is released
     assert p.action("extract") is Action.REUSE  # its value is still there
     snap2 = execute(p, executor=InlineExecutor())
-    assert snap2.value("report") == 5
+    assert snap2["left"].status is TaskStatus.IN_DOUBT
+    assert snap2["report"].root_cause == "left"
+    settled = execute(plan(diamond, snap2, overrides={"left": 2}), executor=InlineExecutor())
+    assert settled.value("report") == 5
 
 
 def test_released_values_stay_reused_when_no_consumer_runs(diamond: TaskGraph) -> None:
@@ -245,12 +250,12 @@ def test_released_values_stay_reused_when_no_consumer_runs(diamond: TaskGraph) -
     assert plan(diamond, snap).to_run == ()
 
 
-def test_released_chains_recompute_upstream(registry: Registry) -> None:
-    @task(retain_result=False)
+def test_released_pure_chains_recompute_upstream(registry: Registry) -> None:
+    @task(retain_result=False, effect="pure")
     def a() -> int:
         return 1
 
-    @task(depends_on=[a], retain_result=False)
+    @task(depends_on=[a], retain_result=False, effect="pure")
     def b(a: int) -> int:
         return a + 1
 
@@ -268,6 +273,9 @@ def test_released_chains_recompute_upstream(registry: Registry) -> None:
     )
     p = plan(graph, snap)
     assert p.to_run == ("a", "b", "c")
+    assert [p.action(n) for n in "abc"] == [Action.RUN] * 3
+    assert p.explain("a").endswith("and 'b' needs it; effect='pure': recomputed")
+    assert execute(p, executor=InlineExecutor()).value(c) == 3
 
 
 @pytest.mark.parametrize("option", ["targets", "rerun", "overrides"])

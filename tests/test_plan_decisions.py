@@ -275,7 +275,7 @@ def test_explain_overrides(diamond: TaskGraph) -> None:
     assert execute(p, executor=InlineExecutor()).value("report") == 42
 
 
-def test_explain_a_released_value_recomputed(diamond: TaskGraph) -> None:
+def test_explain_a_released_value_in_doubt(diamond: TaskGraph) -> None:
     released = attrs.evolve(succeeded("left", None), has_value=False, released=True)
     snap = Snapshot(
         "r0",
@@ -286,26 +286,23 @@ def test_explain_a_released_value_recomputed(diamond: TaskGraph) -> None:
         },
     )
     p = plan(diamond, snap)
-    reason = "its value was released (retain_result=False) and 'report' needs it"
+    reason = (
+        "succeeded earlier, but its value was released (retain_result=False) and 'report' "
+        "needs it; running it again could repeat its effect (no effect declared), so it is "
+        "not run again silently: plan from a store that keeps values (store.load(run_id) of "
+        "SqliteStateStore), or declare effect='pure' if running it again is harmless"
+    )
     assert p.explain().splitlines() == [
         "3 to run, 2 to reuse, 0 not needed (resuming r0)",
         "reuse extract: succeeded in an earlier run",
-        f"run left: {reason}",
+        f"in doubt left: {reason}",
         "reuse right: succeeded in an earlier run",
         f"run report: {NO_RECORD}",
         f"run notify: {NO_RECORD}{DETACHED}",
     ]
-    assert p.decisions["left"] == Decision("left", Action.RUN, reason)
+    assert p.decisions["left"] == Decision("left", Action.IN_DOUBT, reason)
     assert "left" not in p.reused
     assert p.to_run == ("left", "report", "notify")
-
-
-# -- to_run --------------------------------------------------------------------------------------
-def test_to_run_of_a_fresh_plan_is_the_graph_order(diamond: TaskGraph) -> None:
-    p = plan(diamond)
-    assert p.to_run == diamond.order
-    assert isinstance(p.to_run, tuple)
-    assert dict(p.reused) == {}
 
 
 def test_to_run_of_a_resume_excludes_reused_tasks(diamond: TaskGraph) -> None:

@@ -14,6 +14,10 @@ Place in the data flow: spec → graph → **plan** (which records are *in doubt
 - ``at_most_once``: an attempt whose start was recorded but whose outcome was lost (the
   process died, the run was interrupted, the attempt timed out) is *in doubt*: it is never run
   again silently. :func:`in_doubt_reason` says so for the planner.
+- a succeeded task whose value was released (``retain_result=False``) and is gone (an
+  in-memory snapshot or store; durable stores keep it) when a later run needs it: only a
+  ``pure`` task is recomputed; any other is in doubt like a lost outcome, since running it
+  again could repeat its effect. :func:`released_reason` says which, for the planner.
 """
 
 from __future__ import annotations
@@ -49,8 +53,11 @@ __all__ = [
     "in_doubt_reason",
     "key_inputs",
     "lineage_of",
+    "recomputable",
+    "released_reason",
     "retry_may_overlap",
     "settle",
+    "settle_hint",
 ]
 
 
@@ -84,15 +91,19 @@ def retry_may_overlap(spec: TaskSpec[..., Any]) -> bool:
 def in_doubt_reason(spec: TaskSpec[..., Any], record: TaskRecord | None) -> str | None:
     """Why ``spec``'s earlier ``record`` leaves its effect in doubt, or ``None`` if it does not.
 
-    Only ``effect="at_most_once"`` tasks are ever in doubt: a record still RUNNING (the process
-    running it stopped), a FAILED record whose started attempt was crashed, interrupted or
-    timed out, or a record already IN_DOUBT (settled by nothing since).
+    A record already IN_DOUBT (settled by nothing since) stays in doubt, whatever the task's
+    effect but ``pure`` (a released value makes any non-pure task in doubt, see
+    :func:`released_reason`). Otherwise only ``effect="at_most_once"`` tasks are in doubt: a
+    record still RUNNING (the process running it stopped), or a FAILED record whose started
+    attempt was crashed, interrupted or timed out.
     """
-    if record is None or spec.effect != "at_most_once":
+    if record is None:
         return None
     status = record.status
-    if status is TaskStatus.IN_DOUBT:
+    if status is TaskStatus.IN_DOUBT and spec.effect != "pure":
         return f"still in doubt ({record.reason})" if record.reason else "still in doubt"
+    if spec.effect != "at_most_once":
+        return None
     if status is TaskStatus.RUNNING:
         return (
             f"attempt {record.attempts} started and no outcome was recorded (the process "
@@ -138,6 +149,38 @@ def check_store(plan: Plan, store: object | None) -> frozenset[str]:
 SETTLE_HINT = "settle it with override(), rerun= or a reconcile= callback"
 
 
+def settle_hint(spec: TaskSpec[..., Any]) -> str:
+    """How to settle ``spec`` in doubt (``reconcile=`` is for ``at_most_once`` tasks only)."""
+    if spec.effect == "at_most_once":
+        return SETTLE_HINT
+    return "settle it with override() or rerun="
+
+
+def recomputable(spec: TaskSpec[..., Any]) -> bool:
+    """Whether a succeeded task whose released value is gone may simply run again.
+
+    Only ``effect="pure"`` says that running the body again is harmless; with any other effect
+    (or none declared) a second run could repeat what the first did.
+    """
+    return spec.effect == "pure"
+
+
+def released_reason(spec: TaskSpec[..., Any], consumer: str) -> str:
+    """Why a succeeded ``spec`` whose value was released (``retain_result=False``) and is gone
+    runs again (``pure``) or is in doubt (any other effect), now that ``consumer`` needs it."""
+    gone = f"its value was released (retain_result=False) and {consumer!r} needs it"
+    if recomputable(spec):
+        return f"{gone}; effect='pure': recomputed"
+    declared = f"effect={spec.effect!r}" if spec.effect is not None else "no effect declared"
+    fixes = "plan from a store that keeps values (store.load(run_id) of SqliteStateStore)"
+    if spec.effect != "at_most_once":
+        fixes = f"{fixes}, or declare effect='pure' if running it again is harmless"
+    return (
+        f"succeeded earlier, but {gone}; running it again could repeat its effect "
+        f"({declared}), so it is not run again silently: {fixes}"
+    )
+
+
 def settle(
     spec: TaskSpec[..., Any],
     gate_kwargs: Mapping[str, Any],
@@ -157,7 +200,8 @@ def settle(
     """
     name = spec.name
     if spec.reconcile is None:
-        yield TaskInDoubt(run_id, clock(), name, earlier.attempts, f"{reason}; {SETTLE_HINT}")
+        hint = settle_hint(spec)
+        yield TaskInDoubt(run_id, clock(), name, earlier.attempts, f"{reason}; {hint}")
         return True
     try:
         verdict = spec.reconcile(**gate_kwargs)

@@ -92,8 +92,13 @@ def doubtful_elements(
     to_run: Iterable[str],
     *,
     rerun: Container[str] = (),
+    released: Container[str] = (),
 ) -> dict[str, TaskRecord]:
     """The element records of an earlier run that leave an ``at_most_once`` element in doubt.
+
+    Also, for each fan-out task in ``released`` (not ``pure``, run again because its released
+    value is needed), every element that succeeded and whose value is gone: like the task
+    itself (:func:`flowplan._effects.released_reason`), it is never run again silently.
 
     Elements are judged like whole tasks (:func:`flowplan._effects.in_doubt_reason`): a RUNNING
     record (its process stopped), a FAILED one whose started attempt was crashed, interrupted
@@ -113,7 +118,8 @@ def doubtful_elements(
     """
     doubt: dict[str, TaskRecord] = {}
     specs = graph.specs
-    once = {p for p in graph.fan_out_tasks() if specs[p].effect == "at_most_once"}
+    fan_out = graph.fan_out_tasks()
+    once = {p for p in fan_out if specs[p].effect == "at_most_once" or p in released}
     if not once or not records:
         return doubt
     elements = _elements_of(records, once)
@@ -121,7 +127,10 @@ def doubtful_elements(
         spec = specs[parent]
         if parent not in once or parent in rerun:
             continue
+        gone = parent in released
         for _, record in elements.get(parent, ()):
-            if in_doubt_reason(spec, record) is not None:
+            if in_doubt_reason(spec, record) is not None or (
+                gone and record.status is _SUCCEEDED and record.released and not record.has_value
+            ):
                 doubt[record.name] = record
     return doubt

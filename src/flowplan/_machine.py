@@ -107,6 +107,8 @@ class _Run(TaskStarter):
         # applied as one ``_Done`` item without building its two events.
         self.quiet = store is None and not self.dispatch
         self.plain = graph.plain_tasks()  # run without the task_program generator
+        if plan.in_doubt:  # settled by their program first (a released value's task, too)
+            self.plain = self.plain - plan.in_doubt.keys()
         # Tasks with a trigger rule or an optional dependency (``_triggers``): they wait for
         # every dependency to end, then their rule decides. Empty in the common case.
         self.triggered = graph.triggered_tasks()

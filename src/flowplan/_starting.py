@@ -166,7 +166,11 @@ class TaskStarter:
             return ""
         if name in plan.decisions:
             return plan.decisions[name].reason
-        return in_doubt_reason(self.graph.specs[name], earlier) or ""
+        reason = in_doubt_reason(self.graph.specs[name], earlier)
+        if reason is None and earlier.released:  # an element of a released fan-out task
+            parent = name.rpartition("[")[0]
+            reason = plan.decisions[parent].reason if parent in plan.decisions else None
+        return reason or ""
 
     def durable_start(self, name: str, attempt: int) -> None:
         """Before an ``at_most_once`` attempt's body runs: commit its start to the store.

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from flowplan._effects import in_doubt_reason
+from flowplan._effects import in_doubt_reason, recomputable, released_reason
 from flowplan._fanout_plan import doubtful_elements, prior_elements
 from flowplan._gc import gc_paused
 from flowplan._liveness import check_liveness
@@ -339,7 +339,14 @@ def _plan(
     cache_plan = None
     if cache is not None:
         cache_plan = _apply_cache(
-            graph, cache, actions, reasons, reused, rerun=rerun_closure, keys=keys
+            graph,
+            cache,
+            actions,
+            reasons,
+            reused,
+            in_doubt=in_doubt,
+            rerun=rerun_closure,
+            keys=keys,
         )
 
     if fresh and not reused:  # every task still runs (no cache hit)
@@ -352,8 +359,22 @@ def _plan(
     elements = prior_elements(graph, records, reused, to_run, keys, rerun=rerun_closure)
     if elements:
         _note_elements(reasons, elements, "that succeeded earlier are reused")
-    if doubtful := doubtful_elements(graph, records, to_run, rerun=rerun_closure):
-        _note_elements(reasons, doubtful, "are in doubt (at_most_once)")
+    released = {  # fan-out tasks run again for a released value: their elements are judged
+        n
+        for n in to_run
+        if n in graph.fan_out_tasks()
+        and not recomputable(graph.specs[n])
+        and (record := records.get(n)) is not None
+        and record.status is TaskStatus.SUCCEEDED
+        and record.released
+        and not record.has_value
+        and n not in rerun_closure
+        and (n not in keys or record.step_key in (None, keys[n]))  # else its code changed
+    }
+    if doubtful := doubtful_elements(
+        graph, records, to_run, rerun=rerun_closure, released=released
+    ):
+        _note_elements(reasons, doubtful, "are in doubt")
         in_doubt.update(doubtful)
     return Plan(
         graph=graph,
@@ -441,17 +462,21 @@ def _decide(
             actions[name] = run
             reasons[name] = _previous_reason(record)
 
-    # A released value (retain_result=False) cannot feed a task that runs: recompute it.
+    # A released value (retain_result=False) that is gone cannot feed a task that runs: a
+    # pure task is recomputed; any other is in doubt like a lost outcome (see _effects).
     scheduled = (run, Action.IN_DOUBT)
     for name in reversed(graph.order):
-        if actions[name] is reuse and reused[name].released:
+        if actions[name] is reuse and reused[name].released and not reused[name].has_value:
             consumers = [s for s in graph.successors[name] if actions[s] in scheduled]
             if consumers:
-                del reused[name]
-                actions[name] = run
-                reasons[name] = (
-                    f"its value was released (retain_result=False) and {consumers[0]!r} needs it"
-                )
+                spec = graph.specs[name]
+                record = reused.pop(name)
+                reasons[name] = released_reason(spec, consumers[0])
+                if recomputable(spec) or spec.fan_out is not None:  # elements: doubtful_elements
+                    actions[name] = run
+                else:
+                    in_doubt[name] = record
+                    actions[name] = Action.IN_DOUBT
     return actions, reasons
 
 
@@ -480,11 +505,13 @@ def _apply_cache(
     reasons: dict[str, str],
     reused: dict[str, TaskRecord],
     *,
+    in_doubt: dict[str, TaskRecord],
     rerun: set[str],
     keys: Mapping[str, str],
 ) -> CachePlan:
     """Look cache-eligible tasks up (see :func:`flowplan._cache_plan.plan_cache`): a hit turns
-    a *run* decision into *reuse*; a miss or a later lookup is added to the run's reason."""
+    a *run* decision into *reuse* — or an *in doubt* one whose only doubt is a released value
+    that is gone (the cache holds it); a miss or a later lookup is added to the reason."""
     from flowplan._cache_plan import plan_cache  # lazily: cache → store → plan is a cycle
     from flowplan.cache import ResultCache
 
@@ -498,11 +525,13 @@ def _apply_cache(
             option="cache",
             value=cache,
         )
-    to_run = [n for n, a in actions.items() if a is Action.RUN]
+    gone = {n for n, r in in_doubt.items() if r.released and r.status is TaskStatus.SUCCEEDED}
+    to_run = [n for n, a in actions.items() if a is Action.RUN or n in gone]
     cache_plan, hits, why_run = plan_cache(
         graph, cache, run=to_run, reused=reused, rerun=rerun, step_keys=keys
     )
     for name, record in hits.items():
+        in_doubt.pop(name, None)
         reused[name] = record
         actions[name] = Action.REUSE
         reasons[name] = record.reason or "cache hit"

@@ -363,10 +363,16 @@ class SqliteStateStore:
     def save_record(self, run_id: str, record: TaskRecord) -> None:
         """Commit ``record`` as its task's latest state in ``run_id``.
 
+        A released record (``retain_result=False``: the run freed the value from memory)
+        changes nothing: the row keeps the value, so a later run that needs it reuses it
+        instead of running the task again.
+
         Raises:
             SerializationError: a succeeded task's value cannot be encoded (nothing written).
             StoreError: the database cannot be written.
         """
+        if record.released and record.status is TaskStatus.SUCCEEDED:
+            return
         if self._batched:
             self._batch_record(run_id, record)
             return
