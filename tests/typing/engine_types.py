@@ -6,6 +6,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, assert_type
 
+from flowplan import TaskStatus
 from flowplan.engine import (
     DagScope,
     Engine,
@@ -32,14 +33,17 @@ class Deps:
 
 engine = build_default_engine(max_workers=2, max_parallel=2)
 assert_type(engine, Engine)
-assert_type(engine.dag("etl"), DagScope)
+assert_type(engine.dag("etl"), DagScope[Any])
 
 
 @engine.task(name="extract", dag="etl")
 def extract(context: RunContext[Deps]) -> list[int]:
     assert_type(context.deps, Deps)
     assert_type(context.deps.retries, int)
-    assert_type(context.api_base, Any)  # delegated to deps at run time
+    assert_type(context.deps.api_base, str)
+    # the run-time fallback to deps is hidden from type checkers: a typo is an error
+    base = context.api_base  # type: ignore[attr-defined]  # pyright: ignore[reportAttributeAccessIssue, reportUnknownMemberType, reportUnknownVariableType]
+    typo = context.api_bse  # type: ignore[attr-defined]  # pyright: ignore[reportAttributeAccessIssue, reportUnknownMemberType, reportUnknownVariableType]
     return [1, 2]
 
 
@@ -110,3 +114,41 @@ assert_type(JsonSerializer().serialize({"a": 1}), bytes)
 assert_type(PickleSerializer().deserialize(b""), Any)
 sqlite_store = SqliteStateStore(":memory:", serializer=Base64Serializer())
 assert_type(sqlite_store, SqliteStateStore)
+
+
+# -- a run's context is tied to the DAG's Deps --------------------------------------------
+
+
+@dataclass(frozen=True)
+class OtherDeps:
+    region: str
+
+
+etl = engine.dag("etl", deps=Deps)
+assert_type(etl, DagScope[Deps])
+assert_type(etl.deps, type[Deps] | None)
+
+
+async def typed_runs() -> None:
+    assert_type(await etl.run_once(RunContext(Deps("u", 1))), str)
+    assert_type(await etl.run_once(), str)
+    assert_type(await etl.run_subgraph([extract], RunContext(Deps("u", 1))), str)
+    assert_type(await engine.run_once("etl", RunContext(OtherDeps("eu"))), str)  # Deps unknown
+    await etl.run_once(RunContext(OtherDeps("eu")))  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
+    await etl.run_subgraph(["extract"], RunContext(OtherDeps("eu")))  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
+    await etl.run_once(Deps("u", 1))  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
+    await engine.run_once("etl", 42)  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
+    await engine.resume("run-id", context=Deps("u", 1))  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
+    engine.dag("etl", deps=Deps("u", 1))  # type: ignore[call-overload]  # pyright: ignore[reportArgumentType]
+
+
+# -- typed values of a finished run (get_run_report is flowrun's untyped dict) ------------
+
+
+def run_values(run_id: str) -> None:
+    assert_type(engine.get_run_report(run_id), dict[str, Any])
+    snapshot = engine.state_store.load(run_id)
+    assert_type(snapshot.value(extract), list[int])
+    assert_type(snapshot.value(fetch), str)  # an async task: its result
+    assert_type(snapshot[extract].status, TaskStatus)
+    wrong: str = snapshot.value(extract)  # type: ignore[assignment]  # pyright: ignore[reportAssignmentType]

@@ -22,7 +22,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from types import TracebackType
-from typing import Any, ParamSpec, TypeVar, Unpack
+from typing import Any, ParamSpec, TypeVar, Unpack, overload
 
 import attrs
 
@@ -37,7 +37,8 @@ from flowplan.plan import Plan, plan
 from flowplan.policies import RetryBudget
 from flowplan.snapshot import Snapshot
 
-from ._context import requires_context
+from ._context import RunContext, requires_context
+from ._context_check import check_context_type, declare_deps
 from ._dags import DagCatalog
 from ._decorators import TaskDecorator, TaskTemplate
 from ._events import RunHook
@@ -52,6 +53,7 @@ __all__ = ["Engine", "EngineClosedError", "SchedulerConfig", "build_default_engi
 
 P = ParamSpec("P")
 R = TypeVar("R")
+DepsT = TypeVar("DepsT")
 
 _default_logger = logging.getLogger("flowplan.engine")
 
@@ -156,6 +158,7 @@ class Engine:
         self._closed = False
         self._active_runs = 0
         self._dags = DagCatalog(self.registry, check_types=check_types)
+        self._dag_deps: dict[str, type] = {}  # DAG name → its declared Deps (engine.dag)
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
@@ -168,14 +171,28 @@ class Engine:
         """A template registering ``fn`` once per ``bind(name, **fixed_kwargs)``."""
         return TaskTemplate(fn, self.registry, options)
 
-    def dag(self, name: str) -> DagScope:
-        """A scope declaring and running tasks of DAG ``name`` without repeating ``dag=``."""
+    @overload
+    def dag(self, name: str) -> DagScope[Any]: ...
+    @overload
+    def dag(self, name: str, *, deps: type[DepsT]) -> DagScope[DepsT]: ...
+    def dag(self, name: str, *, deps: type[Any] | None = None) -> DagScope[Any]:
+        """A scope declaring and running tasks of DAG ``name`` without repeating ``dag=``.
+
+        With ``deps=Deps`` the scope is typed (its runs take a ``RunContext[Deps]``), and the
+        engine checks at the start of every run of the DAG that ``context.deps`` is a ``Deps``.
+
+        Raises:
+            InvalidOptionError: ``name`` is not a non-empty string, ``deps`` is not a class, or
+                the DAG was already declared with another ``deps``.
+        """
         given: object = name
         if not isinstance(given, str) or not given:
             raise InvalidOptionError(
                 f"a DAG name must be a non-empty string, got {given!r}", option="dag", value=given
             )
-        return DagScope(self, name)
+        if deps is not None:
+            declare_deps(self._dag_deps, name, deps)
+        return DagScope(self, name, deps)
 
     # -- graphs ---------------------------------------------------------------------------
     def list_dags(self) -> list[str]:
@@ -218,6 +235,7 @@ class Engine:
 
     def _check_context(self, dag_name: str, planned: Plan, context: object) -> None:
         if context is not None:
+            check_context_type(dag_name, planned, context, self._dag_deps.get(dag_name))
             return
         needing = [
             name
@@ -278,19 +296,22 @@ class Engine:
                 self._shutdown()
         return run_id
 
-    async def run_once(self, dag_name: str, context: object = None) -> str:
+    async def run_once(self, dag_name: str, context: RunContext[Any] | None = None) -> str:
         """Run every task of ``dag_name`` once; return the run id.
 
         Raises:
             UnknownTaskError: no such DAG. GraphValidationError: the DAG is invalid.
-            InvalidOptionError: a task needs a RunContext and ``context`` is ``None``.
+            InvalidOptionError: a task needs a RunContext and ``context`` is ``None``; or
+                ``context`` is not a ``RunContext``, or its ``deps`` is not of the class the
+                DAG declares (``engine.dag(name, deps=Deps)``) or a task's parameter
+                annotation names (``RunContext[Deps]``).
             EngineClosedError: the engine is closed (a ``RuntimeError``).
         """
         self._check_open()
         return await self._execute(dag_name, self.graph(dag_name), context=context)
 
     async def run_subgraph(
-        self, dag_name: str, targets: Sequence[TaskRef], context: object = None
+        self, dag_name: str, targets: Sequence[TaskRef], context: RunContext[Any] | None = None
     ) -> str:
         """Run ``targets`` and every task they depend on; return the run id.
 
@@ -312,7 +333,7 @@ class Engine:
         self,
         run_id: str,
         from_tasks: Sequence[TaskRef] | None = None,
-        context: object = None,
+        context: RunContext[Any] | None = None,
     ) -> str:
         """Run again what did not succeed in ``run_id`` (and ``from_tasks`` with everything
         downstream of them); succeeded tasks are reused, not re-run. Return the new run id.
