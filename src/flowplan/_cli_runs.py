@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from flowplan.errors import UnknownTaskError
-from flowplan.store import RunInfo, SqliteStateStore
+from flowplan.store import RunInfo, SqliteStateStore, _sqltext
 
 __all__ = [
     "UsageError",
@@ -73,7 +73,10 @@ def make_state_dir(directory: Path) -> None:
 
 
 def _connect(path: str) -> sqlite3.Connection:
-    conn = sqlite3.connect(path, timeout=5.0, isolation_level=None)
+    # Any str binds: a working directory that is not UTF-8 is stored escaped (see _sqltext).
+    conn = sqlite3.connect(
+        path, timeout=5.0, isolation_level=None, factory=_sqltext.TextSafeConnection
+    )
     conn.execute(_TABLE)
     conn.execute(_DEPS_TABLE)
     return conn
@@ -100,7 +103,11 @@ def read_target(path: str, run_id: str) -> tuple[str, str, str | None] | None:
         ).fetchone()
     finally:
         conn.close()
-    return None if row is None else (str(row[0]), str(row[1]), row[2])
+    return (
+        None
+        if row is None
+        else (_sqltext.text(row[0]), _sqltext.text(row[1]), _sqltext.text_or_none(row[2]))
+    )
 
 
 def record_deps(path: str, run_id: str, deps: str) -> None:

@@ -31,6 +31,7 @@ from flowplan.errors import DefinitionError, InvalidOptionError, StoreError
 from flowplan.keys import CacheKey
 from flowplan.store._bytes_serializer import BytesSerializer, as_result_serializer
 from flowplan.store._serializers import ResultSerializer
+from flowplan.store._sqltext import TextSafeConnection
 
 __all__ = [
     "CachedResult",
@@ -289,7 +290,11 @@ class SqliteCache:
         self._lock = threading.Lock()
         try:
             self._conn = sqlite3.connect(
-                self.path, timeout=30.0, check_same_thread=False, isolation_level=None
+                self.path,
+                timeout=30.0,
+                check_same_thread=False,
+                isolation_level=None,
+                factory=TextSafeConnection,  # any task name binds (escaped when not UTF-8)
             )
             self._conn.execute("PRAGMA journal_mode = WAL")
             self._conn.execute(_SCHEMA)

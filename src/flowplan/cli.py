@@ -22,6 +22,7 @@ Exit codes: 0 success, 1 the run failed, 2 a usage or definition error (one line
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import sys
 import traceback
@@ -377,10 +378,19 @@ def _one_line(exc: BaseException) -> str:
     )
 
 
+def _printable_streams() -> None:
+    """Print any text: task names, errors and paths from non-UTF-8 bytes (lone surrogates) are
+    written as backslash escapes instead of crashing a strict UTF-8 stdout/stderr."""
+    for stream in (sys.stdout, sys.stderr):
+        if isinstance(stream, io.TextIOWrapper) and stream.errors == "strict":
+            stream.reconfigure(errors="backslashreplace")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``flowplan`` command with ``argv`` (default: ``sys.argv[1:]``); return the exit
     code: 0 success, 1 the run failed, 2 a usage or definition error, 130 interrupted."""
     verbose = "-v" in (argv or sys.argv[1:]) or "--verbose" in (argv or sys.argv[1:])
+    _printable_streams()
     try:
         args = _parser().parse_args(argv)
         code: int = args.func(args)

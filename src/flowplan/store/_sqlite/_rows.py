@@ -19,6 +19,7 @@ from flowplan.errors import SerializationError
 from flowplan.plan import Action, Plan
 from flowplan.snapshot import ErrorInfo, TaskRecord, TaskStatus
 from flowplan.store._serializers import ResultSerializer
+from flowplan.store._sqltext import text, text_or_none
 
 __all__ = [
     "INSERT_TASK_IF_MISSING",
@@ -149,15 +150,15 @@ def _load_names(text: str | None) -> tuple[str, ...] | None:
 def run_info(row: sqlite3.Row) -> RunInfo:
     """A ``runs`` row (selected as :data:`RUN_COLUMNS`) as a :class:`RunInfo`."""
     return RunInfo(
-        run_id=row["run_id"],
-        dag_name=row["dag_name"],
+        run_id=text(row["run_id"]),
+        dag_name=text_or_none(row["dag_name"]),
         tasks=_load_names(row["tasks"]) or (),
         detached=frozenset(_load_names(row["detached"]) or ()),
         targets=_load_names(row["targets"]),
-        resumed_from=row["resumed_from"],
+        resumed_from=text_or_none(row["resumed_from"]),
         created_at=row["created_at"],
         finished_at=row["finished_at"],
-        status=row["status"],
+        status=text(row["status"]),
     )
 
 
@@ -250,16 +251,19 @@ def decode_record(row: sqlite3.Row, serializer: ResultSerializer) -> TaskRecord:
     A row that cannot be read — typically a value the serializer cannot decode — becomes a
     FAILED record (error kind ``"serialization"``) so the task runs again on resume.
     """
-    name = str(row["name"])
+    try:
+        name = text(row["name"])
+    except (TypeError, ValueError):
+        name = str(row["name"])
     try:
         has_value = bool(row["has_value"]) and row["payload"] is not None
         error = None
         if row["error_type"] is not None:
             error = ErrorInfo(
-                row["error_type"],
-                row["error_message"] or "",
-                row["error_traceback"] or "",
-                row["error_kind"] or "error",
+                text(row["error_type"]),
+                text_or_none(row["error_message"]) or "",
+                text_or_none(row["error_traceback"]) or "",
+                text_or_none(row["error_kind"]) or "error",
             )
         return TaskRecord(
             name,
@@ -271,10 +275,10 @@ def decode_record(row: sqlite3.Row, serializer: ResultSerializer) -> TaskRecord:
             started_at=row["started_at"],
             finished_at=row["finished_at"],
             duration_ms=float(row["duration_ms"]),
-            reason=row["reason"],
-            root_cause=row["root_cause"],
+            reason=text_or_none(row["reason"]),
+            root_cause=text_or_none(row["root_cause"]),
             cached=bool(row["cached"]),
-            step_key=row["step_key"],
+            step_key=text_or_none(row["step_key"]),
             retry_delays=tuple(float(d) for d in json.loads(row["retry_delays"] or "[]")),
             released=bool(row["released"]),
             overridden=bool(row["overridden"]),

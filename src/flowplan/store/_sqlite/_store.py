@@ -6,12 +6,13 @@ Place in the data flow: snapshot → **store** (SQLite). See the package docstri
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import sqlite3
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -46,10 +47,35 @@ from flowplan.store._sqlite._rows import (
     run_info,
     start_params,
 )
+from flowplan.store._sqltext import TextSafeConnection, text, text_or_none
 
 __all__ = ["SqliteStateStore"]
 
 _RUNNING = TaskStatus.RUNNING
+# What a failed write raises besides sqlite3.Error: a value SQLite cannot hold (an int over 64
+# bits: OverflowError; a type it does not know: ProgrammingError is a sqlite3.Error).
+_DATA_ERRORS = (ValueError, TypeError, OverflowError)
+
+
+@contextlib.contextmanager
+def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
+    """``BEGIN IMMEDIATE`` … ``COMMIT``; any failure in between (even ``KeyboardInterrupt``)
+    rolls back, so the write lock is never kept by a failed write."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+        conn.execute("COMMIT")
+    except BaseException:
+        _rollback(conn)
+        raise
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    """Roll back the open transaction, if any (its own failure hidden: the caller's error is
+    the one to report)."""
+    if conn.in_transaction:
+        with contextlib.suppress(sqlite3.Error):
+            conn.execute("ROLLBACK")
 
 
 @attrs.frozen
@@ -163,7 +189,11 @@ class SqliteStateStore:
         where = f"cannot open {self.path!r} as a flowplan SQLite state store"
         try:
             conn = sqlite3.connect(
-                self.path, timeout=busy_timeout_s, isolation_level=None, check_same_thread=False
+                self.path,
+                timeout=busy_timeout_s,
+                isolation_level=None,
+                check_same_thread=False,
+                factory=TextSafeConnection,  # any str binds: see flowplan.store._sqltext
             )
         except sqlite3.Error as exc:
             raise StoreError(f"{where}: {exc}; check the path and its permissions") from exc
@@ -207,26 +237,49 @@ class SqliteStateStore:
     def flush(self) -> None:
         """Commit the open batch of records (``commit_every > 1``); a no-op otherwise.
 
+        A failed commit rolls back (the write lock is released) and keeps the batch, so a later
+        ``flush`` may still write it — unless a record itself cannot be stored: then the other
+        records are committed and the error names the records that are not.
+
         Raises:
-            StoreError: the database cannot be written.
+            StoreError: the database cannot be written, or a record cannot be stored.
         """
         with self._lock:
             conn = self._conn
             batch = self._batch
             if conn is None or not batch:
                 return
+            rows = {key: self._row(key, item) for key, item in batch.items()}
             try:
-                conn.execute("BEGIN IMMEDIATE")  # the batch is one transaction: all or nothing
-                conn.executemany(UPSERT_TASK, [self._row(key, item) for key, item in batch.items()])
-                conn.execute("COMMIT")
-                self._batch = {}  # kept on failure: a later flush() may still write it
-                self._batch_size = 0
-            except sqlite3.Error as exc:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
+                with _transaction(conn):  # the batch is one transaction: all or nothing
+                    conn.executemany(UPSERT_TASK, rows.values())
+            except sqlite3.Error as exc:  # kept: a later flush() may still write it
                 raise StoreError(
                     f"cannot commit a batch of records to {self.path!r}: {exc}"
                 ) from exc
+            except _DATA_ERRORS as exc:  # would fail every retry: write the others
+                self._batch, self._batch_size = {}, 0
+                raise self._write_each(conn, rows, exc) from exc
+            self._batch, self._batch_size = {}, 0
+
+    def _write_each(
+        self, conn: sqlite3.Connection, rows: dict[tuple[str, str], Row], first: Exception
+    ) -> StoreError:
+        """Commit the rows SQLite can hold, one transaction; the error naming the others."""
+        bad: list[str] = []
+        try:
+            with _transaction(conn):
+                for (run_id, name), row in rows.items():
+                    try:
+                        conn.execute(UPSERT_TASK, row)
+                    except _DATA_ERRORS as exc:
+                        bad.append(f"task {name!r} of run {run_id!r} ({exc})")
+        except sqlite3.Error as exc:
+            return StoreError(f"cannot commit a batch of records to {self.path!r}: {exc}")
+        return StoreError(
+            f"the record of {'; '.join(bad) or first} cannot be written to {self.path!r}; "
+            f"the batch's other {len(rows) - len(bad)} record(s) were committed"
+        )
 
     def close(self) -> None:
         """Commit the open batch, if any, and close the database connection (idempotent)."""
@@ -265,7 +318,7 @@ class SqliteStateStore:
         with self._lock:
             try:
                 self._db().execute(sql, params)
-            except sqlite3.Error as exc:
+            except (sqlite3.Error, *_DATA_ERRORS) as exc:
                 raise StoreError(f"cannot write run {run_id!r} to {self.path!r}: {exc}") from exc
             self._cache.pop(run_id, None)
 
@@ -332,9 +385,10 @@ class SqliteStateStore:
                 rows = [self._first_row(plan, name, owner, now) for name in tasks]
                 conn.executemany(INSERT_TASK_IF_MISSING, rows)
                 conn.execute("COMMIT")
-            except sqlite3.Error as exc:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
+            except BaseException as exc:
+                _rollback(conn)  # whatever failed, the write lock is released
+                if not isinstance(exc, (sqlite3.Error, *_DATA_ERRORS)):
+                    raise
                 raise StoreError(
                     f"cannot record run {plan.run_id!r} in {self.path!r}: {exc}"
                 ) from exc
@@ -392,7 +446,7 @@ class SqliteStateStore:
                 if updated.rowcount == 0:
                     row = encode_record(run_id, record, self.serializer, owner, now)
                     self._db().execute(UPSERT_TASK, row)
-            except sqlite3.Error as exc:
+            except (sqlite3.Error, *_DATA_ERRORS) as exc:
                 raise StoreError(f"cannot write run {run_id!r} to {self.path!r}: {exc}") from exc
             self._cache.pop(run_id, None)
 
@@ -428,7 +482,8 @@ class SqliteStateStore:
             if row is None:
                 raise self._unknown(run_id)
             info = run_info(row)
-            records = {r["name"]: decode_record(r, self.serializer) for r in rows}
+            decoded = (decode_record(r, self.serializer) for r in rows)
+            records = {record.name: record for record in decoded}
             snapshot = Snapshot(run_id, records, lineage_id=lineage)
             if self.cache_ttl_s:
                 self._cache[run_id] = (time.monotonic(), info, snapshot)
@@ -436,7 +491,7 @@ class SqliteStateStore:
 
     def _unknown(self, run_id: str) -> UnknownTaskError:
         query = "SELECT run_id FROM runs ORDER BY created_at DESC LIMIT 200"
-        recent = [row[0] for row in self._db().execute(query)]
+        recent = [text(row[0]) for row in self._db().execute(query)]
         hint, best = did_you_mean(run_id, recent)
         return UnknownTaskError(
             f"no run {run_id!r} in the SQLite store {self.path!r}; "
@@ -495,7 +550,9 @@ class SqliteStateStore:
             ).fetchall()
         now = time.time()
         recovered: list[tuple[str, str]] = []
-        for run_id, name, pid, token, host in tasks:
+        for row in tasks:  # text columns may hold escaped strings: see _sqltext
+            run_id, name = text(row[0]), text(row[1])
+            pid, token, host = row[2], text_or_none(row[3]), text_or_none(row[4])
             if owner_alive(pid, token, host):
                 continue
             message = (
@@ -511,7 +568,9 @@ class SqliteStateStore:
                 run_id=run_id,
             )
             recovered.append((run_id, name))
-        for run_id, pid, token, host in runs:
+        for row in runs:
+            run_id, pid = text(row[0]), row[1]
+            token, host = text_or_none(row[2]), text_or_none(row[3])
             if not owner_alive(pid, token, host):
                 sql = "UPDATE runs SET status = 'failed', finished_at = ? WHERE run_id = ? AND "
                 self._write(sql + "status = 'running'", (now, run_id), run_id=run_id)
@@ -526,7 +585,7 @@ def _lineage(conn: sqlite3.Connection, run_id: str) -> str | None:
     while True:
         found = conn.execute("SELECT resumed_from FROM runs WHERE run_id = ?", (current,))
         parent = found.fetchone()
-        if parent is None or parent[0] is None or parent[0] in seen:
+        if parent is None or parent[0] is None or text(parent[0]) in seen:
             return lineage
-        current = lineage = parent[0]
+        current = lineage = text(parent[0])
         seen.add(current)
