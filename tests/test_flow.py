@@ -29,6 +29,7 @@ from flowplan import (
     RunStarted,
     StepResult,
     StepState,
+    StructlogHook,
     TaskFailedError,
     TaskRecord,
     TaskStatus,
@@ -244,6 +245,57 @@ def test_logger_option_replaces_the_default_logger() -> None:
         Flow(report, logger=logger).run()
     assert default_logs == []
     assert [call.args[0] for call in logger.calls][-1] == "run_finished"
+
+
+def test_a_structlog_hook_of_the_users_replaces_the_built_in_one() -> None:
+    """Every event is logged once: ``hooks=[StructlogHook()]`` used to log each event twice."""
+    _, _, report = _pipeline()
+    with structlog.testing.capture_logs() as logs:
+        Flow(report, hooks=[StructlogHook()]).run()
+    names = [(entry["event"], entry.get("task")) for entry in logs]
+    assert names.count(("run_finished", None)) == 1
+    assert names.count(("task_succeeded", "square")) == 1
+    assert len(names) == len(set(names))
+
+    mine = structlog.testing.CapturingLogger()
+    with structlog.testing.capture_logs() as default_logs:
+        Flow(report, hooks=[StructlogHook(mine, exclude=("task_started",))]).run()
+    assert default_logs == []  # the built-in hook is gone; the user's has every event
+    logged = [call.args[0] for call in mine.calls]
+    assert logged.count("run_finished") == 1
+    assert "task_started" not in logged
+
+
+def test_log_false_turns_the_built_in_hook_off() -> None:
+    _, _, report = _pipeline()
+    recorder = RecordingHook()
+    with structlog.testing.capture_logs() as logs:
+        Flow(report, log=False, hooks=[recorder]).run()
+    assert logs == []
+    assert isinstance(recorder.events[-1], RunFinished)  # other hooks still see everything
+    with structlog.testing.capture_logs() as logs:
+        Flow(report, log=True).run()
+    assert logs[-1]["event"] == "run_finished"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"log": "no"}, r"log must be True or False, got 'no' \(str\)"),
+        ({"log": False, "logger": object()}, "which log=False turns off"),
+        (
+            {"hooks": [StructlogHook()], "logger": object()},
+            r"give it the logger instead: hooks=\[StructlogHook\(logger\)\]",
+        ),
+    ],
+)
+def test_logging_options_that_would_be_ignored_are_refused(
+    kwargs: dict[str, Any], match: str
+) -> None:
+    _, _, report = _pipeline()
+    with pytest.raises(InvalidOptionError, match=match) as caught:
+        Flow(report, **kwargs)
+    assert caught.value.option in ("log", "logger")
 
 
 def test_executor_option_is_used() -> None:

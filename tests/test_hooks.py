@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import json
 import logging
 import subprocess
 import sys
@@ -103,7 +105,11 @@ def test_structlog_hook_names_levels_and_fields(graph: TaskGraph) -> None:
     assert (started["attempt"], started["log_level"]) == (1, "info")
 
     (failed,) = by_event["task_failed"]
-    assert (failed["task"], failed["attempt"], failed["log_level"]) == ("slow", 1, "warning")
+    assert (failed["task"], failed["attempt"], failed["log_level"]) == ("slow", 1, "error")
+    assert (failed["error_type"], failed["error_kind"]) == (
+        "flowplan.errors.TaskTimeoutError",
+        "timeout",
+    )
     assert failed["error"].startswith("TaskTimeoutError: task 'slow' attempt 1 exceeded")
     assert failed["reason"] == "timed out after 0.05s on attempt 1/1"
     assert failed["duration_ms"] >= 0
@@ -115,6 +121,8 @@ def test_structlog_hook_names_levels_and_fields(graph: TaskGraph) -> None:
         "warning",
     )
     assert retrying["error"] == "ValueError: bad input"
+    assert retrying["error_type"] == "ValueError"
+    assert "exc_info" not in retrying  # a retry is no alert: no traceback
     assert retrying["delay_s"] == 0.0
     assert [e["attempt"] for e in by_event["task_succeeded"] if e["task"] == "flaky"] == [2]
 
@@ -136,6 +144,7 @@ def test_structlog_hook_names_levels_and_fields(graph: TaskGraph) -> None:
 
     (finished,) = by_event["run_finished"]
     assert finished["status"] == "failed"
+    assert finished["log_level"] == "error"  # a failed run is an error, a succeeded one info
     assert finished["duration_ms"] >= 0
     assert (finished["succeeded"], finished["failed"]) == (2, 1)
 
@@ -285,3 +294,111 @@ def test_structlog_is_not_touched_by_running_in_process(graph: TaskGraph) -> Non
         mp.setattr(structlog, "configure_once", spy)
         run(graph, StructlogHook(CapturingLogger()))
     assert calls == []
+
+
+def _json_lines(out: io.StringIO) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in out.getvalue().splitlines()]
+
+
+def test_a_final_failure_logs_at_error_with_its_traceback_through_real_processors(
+    registry: Registry,
+) -> None:
+    """``task_failed`` is an error with ``error_type``, ``error`` and ``exc_info``, so
+    structlog's own ``dict_tracebacks``/``format_exc_info`` render the traceback; a retry that
+    will be retried stays a warning; a failed run ends with an error."""
+    attempts: list[int] = []
+
+    def parse_row(row: str) -> int:
+        return int(row)
+
+    @task(retry=1, retry_backoff_base_ms=0)
+    def load() -> int:
+        attempts.append(1)
+        if len(attempts) % 2:  # each run: the first attempt fails, the retry fails for good
+            raise ConnectionError("flaky network")
+        return parse_row("not a number")
+
+    @task(depends_on=[load])
+    def report(load: int) -> int:
+        return load
+
+    graph = TaskGraph.build([load, report])
+    out = io.StringIO()
+    logger = structlog.wrap_logger(
+        structlog.PrintLogger(out),
+        processors=[
+            structlog.processors.add_log_level,
+            structlog.processors.dict_tracebacks,
+            structlog.processors.JSONRenderer(),
+        ],
+    )
+    execute(plan(graph, run_id="r"), executor=InlineExecutor(), hooks=[StructlogHook(logger)])
+    lines = {line["event"]: line for line in _json_lines(out)}
+    retrying = lines["task_retrying"]
+    assert (retrying["level"], retrying["error_type"]) == ("warning", "ConnectionError")
+    assert "exception" not in retrying
+    failed = lines["task_failed"]
+    assert failed["level"] == "error"
+    assert failed["error_type"] == "ValueError"
+    assert failed["error"] == "ValueError: invalid literal for int() with base 10: 'not a number'"
+    assert failed["error_kind"] == "error"
+    (trace,) = failed["exception"]  # dict_tracebacks: one structured exception
+    assert trace["exc_type"] == "ValueError"
+    assert [frame["name"] for frame in trace["frames"]][-2:] == ["load", "parse_row"]
+    finished = lines["run_finished"]
+    assert (finished["level"], finished["status"], finished["skipped"]) == ("error", "failed", 1)
+
+    text = io.StringIO()
+    plain = structlog.wrap_logger(
+        structlog.PrintLogger(text),
+        processors=[
+            structlog.processors.add_log_level,
+            structlog.processors.format_exc_info,
+            structlog.processors.KeyValueRenderer(),
+        ],
+    )
+    execute(plan(graph), executor=InlineExecutor(), hooks=[StructlogHook(plain)])
+    (failed_line,) = [line for line in text.getvalue().splitlines() if "task_failed" in line]
+    assert "Traceback (most recent call last)" in failed_line
+    assert "in parse_row" in failed_line
+
+
+def test_a_succeeded_run_finishes_at_info_and_elements_name_their_parent(
+    registry: Registry,
+) -> None:
+    @task
+    def rows() -> list[int]:
+        return [1, 0, 2]
+
+    @task(depends_on=[rows], fan_out=rows)
+    def invert(rows: int) -> float:
+        return 1 / rows
+
+    graph = TaskGraph.build([rows, invert])
+    with capture_logs() as logs:
+        execute(
+            plan(graph, run_id="r"),
+            executor=InlineExecutor(),
+            hooks=[StructlogHook()],
+            fail_fast=False,
+        )
+    (bad,) = [e for e in logs if e["event"] == "task_failed" and e["task"] == "invert[1]"]
+    assert (bad["parent_task"], bad["element_index"], bad["log_level"]) == ("invert", 1, "error")
+    assert bad["error_type"] == "ZeroDivisionError"
+    assert isinstance(bad["exc_info"], ZeroDivisionError)
+    started = [e for e in logs if e["event"] == "task_started" and "parent_task" in e]
+    assert sorted((e["parent_task"], e["element_index"]) for e in started) == [
+        ("invert", 0),
+        ("invert", 1),
+        ("invert", 2),
+    ]
+    assert all("parent_task" not in e for e in logs if e.get("task") in ("rows", "invert"))
+
+    @task
+    def fine() -> int:
+        return 1
+
+    with capture_logs() as logs:
+        execute(plan(TaskGraph.build([fine])), executor=InlineExecutor(), hooks=[StructlogHook()])
+    assert logs[-1]["event"] == "run_finished"
+    assert (logs[-1]["status"], logs[-1]["log_level"]) == ("succeeded", "info")

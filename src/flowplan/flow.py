@@ -134,6 +134,30 @@ def _refuse(option: str, value: object, message: str) -> NoReturn:
     raise InvalidOptionError(message, option=option, value=value)
 
 
+def _builtin_log(hooks: tuple[Hook, ...], logger: Any, log: object) -> tuple[Hook, ...]:
+    """Flow's own :class:`StructlogHook`: none when ``log=False`` or when ``hooks`` has one
+    (the user's replaces it: an event is logged once)."""
+    if not isinstance(log, bool):
+        _refuse("log", log, f"log must be True or False, got {_shown(log)}")
+    own = any(isinstance(h, StructlogHook) for h in hooks)
+    if logger is not None and not log:
+        _refuse(
+            "logger",
+            logger,
+            "logger= sets the logger of Flow's built-in StructlogHook, which log=False turns "
+            "off, so it would be ignored; drop logger=, or drop log=False",
+        )
+    if logger is not None and own:
+        _refuse(
+            "logger",
+            logger,
+            "logger= sets the logger of Flow's built-in StructlogHook, but hooks= holds a "
+            "StructlogHook of its own, which replaces the built-in one; give it the logger "
+            "instead: hooks=[StructlogHook(logger)]",
+        )
+    return () if own or not log else (StructlogHook(logger),)
+
+
 class _Stores:
     """Fan a run's records out to the user's store and the journal (journal first)."""
 
@@ -174,9 +198,13 @@ class Flow:
             later ``run()`` (in any process) while their step key is unchanged.
         store: any :class:`~flowplan.store.StateStore` that should record the runs too.
         executor: a ``concurrent.futures`` executor to run attempts on.
-        hooks: extra observers of the event stream.
-        logger: the structlog logger of the default :class:`~flowplan.hooks.StructlogHook`
+        hooks: extra observers of the event stream. A
+            :class:`~flowplan.hooks.StructlogHook` among them replaces the built-in one, so
+            no event is ever logged twice.
+        logger: the structlog logger of the built-in :class:`~flowplan.hooks.StructlogHook`
             (default: ``structlog.get_logger("flowplan")``).
+        log: ``False`` turns the built-in :class:`~flowplan.hooks.StructlogHook` off (the
+            flow then logs nothing unless a hook of ``hooks`` does).
         registry: where detached tasks are discovered (default: the active registry).
         retry_budget: a run-wide cap on retries for each run
             (:class:`~flowplan.policies.RetryBudget`).
@@ -190,7 +218,8 @@ class Flow:
 
     Raises:
         InvalidOptionError: no terminals, a terminal that is not a task, a bad
-            ``max_workers``, ``store``, hook or ``check_types``.
+            ``max_workers``, ``store``, hook, ``log`` or ``check_types``; ``logger`` with
+            ``log=False`` or with a ``StructlogHook`` in ``hooks`` (it would be ignored).
         MissingExtraError: ``check_types=True`` without beartype
             (``pip install 'flowplan[typecheck]'``).
 
@@ -222,6 +251,7 @@ class Flow:
         executor: Executor | None = None,
         hooks: Iterable[Hook] = (),
         logger: Any = None,
+        log: bool = True,
         registry: Registry | None = None,
         retry_budget: RetryBudget | None = None,
         process_workers: int | None = None,
@@ -275,7 +305,7 @@ class Flow:
             )
         self._cache = cache
         self._executor = executor
-        self._hooks: tuple[Hook, ...] = (StructlogHook(logger), *extra)
+        self._hooks: tuple[Hook, ...] = (*_builtin_log(extra, logger, log), *extra)
         self._registry = registry
         if retry_budget is not None and not isinstance(retry_budget, RetryBudget):
             _refuse(

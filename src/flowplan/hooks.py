@@ -16,6 +16,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import structlog
 
+from flowplan._fanout import split_element
 from flowplan.events import (
     Event,
     RunFinished,
@@ -31,6 +32,7 @@ from flowplan.events import (
     TaskSucceeded,
     TaskTimedOut,
 )
+from flowplan.snapshot import ErrorInfo
 
 __all__ = ["CallbackHook", "Hook", "HookDispatcher", "RecordingHook", "StructlogHook"]
 
@@ -108,97 +110,118 @@ def _run_finished(event: Any) -> dict[str, Any]:
     return out
 
 
+def _task(event: Any) -> dict[str, Any]:
+    """``run_id`` and ``task``, plus ``parent_task`` and ``element_index`` for a fan-out
+    element (``count_rows[2]``), so its logs can be grouped by the task that fanned out."""
+    name = event.task
+    out = {"run_id": event.run_id, "task": name}
+    if name.endswith("]"):
+        element = split_element(name)
+        if element is not None:
+            out["parent_task"], out["element_index"] = element
+    return out
+
+
+def _error_type(error: ErrorInfo) -> str:
+    """``ValueError`` for a builtin, ``pkg.module.Error`` otherwise (as tracebacks print it)."""
+    return error.type.removeprefix("builtins.")
+
+
 def _task_reused(event: Any) -> dict[str, Any]:
     record = event.record
-    return {
-        "run_id": event.run_id,
-        "task": event.task,
-        "cached": record.cached,
-        "overridden": record.overridden,
-    }
+    out = _task(event)
+    out["cached"] = record.cached
+    out["overridden"] = record.overridden
+    return out
 
 
 def _task_started(event: Any) -> dict[str, Any]:
-    return {"run_id": event.run_id, "task": event.task, "attempt": event.attempt}
+    out = _task(event)
+    out["attempt"] = event.attempt
+    return out
 
 
 def _task_succeeded(event: Any) -> dict[str, Any]:
-    return {
-        "run_id": event.run_id,
-        "task": event.task,
-        "attempt": event.attempt,
-        "duration_ms": round(event.duration_ms, 3),
-    }
+    out = _task(event)
+    out["attempt"] = event.attempt
+    out["duration_ms"] = round(event.duration_ms, 3)
+    return out
 
 
 def _task_timed_out(event: Any) -> dict[str, Any]:
-    return {
-        "run_id": event.run_id,
-        "task": event.task,
-        "attempt": event.attempt,
-        "timeout_s": event.timeout_s,
-    }
+    out = _task(event)
+    out["attempt"] = event.attempt
+    out["timeout_s"] = event.timeout_s
+    return out
 
 
 def _task_retrying(event: Any) -> dict[str, Any]:
-    return {
-        "run_id": event.run_id,
-        "task": event.task,
-        "attempt": event.attempt,
-        "duration_ms": round(event.duration_ms, 3),
-        "error": str(event.error),
-        "delay_s": event.delay_s,
-    }
+    out = _task(event)
+    out["attempt"] = event.attempt
+    out["duration_ms"] = round(event.duration_ms, 3)
+    out["error"] = str(event.error)
+    out["error_type"] = _error_type(event.error)
+    out["delay_s"] = event.delay_s
+    return out
 
 
 def _task_failed(event: Any) -> dict[str, Any]:
-    return {
-        "run_id": event.run_id,
-        "task": event.task,
-        "attempt": event.attempt,
-        "duration_ms": round(event.duration_ms, 3),
-        "error": str(event.error),
-        "reason": event.reason,
-    }
+    error: ErrorInfo = event.error
+    out = _task(event)
+    out["attempt"] = event.attempt
+    out["duration_ms"] = round(event.duration_ms, 3)
+    out["error"] = str(error)
+    out["error_type"] = _error_type(error)
+    out["error_kind"] = error.kind
+    out["reason"] = event.reason
+    # structlog's convention: ``exc_info`` holds the exception; format_exc_info and
+    # dict_tracebacks render it. Without a live traceback, the recorded text is the rendering.
+    exc = error.exception
+    if exc is not None and exc.__traceback__ is not None:
+        out["exc_info"] = exc
+    elif error.traceback:
+        out["exception"] = error.traceback
+    return out
 
 
 def _task_in_doubt(event: Any) -> dict[str, Any]:
-    return {
-        "run_id": event.run_id,
-        "task": event.task,
-        "attempt": event.attempt,
-        "reason": event.reason,
-    }
+    out = _task(event)
+    out["attempt"] = event.attempt
+    out["reason"] = event.reason
+    return out
 
 
 def _task_stopped(event: Any) -> dict[str, Any]:  # skipped or cancelled
-    return {
-        "run_id": event.run_id,
-        "task": event.task,
-        "reason": event.reason,
-        "root_cause": event.root_cause,
-    }
+    out = _task(event)
+    out["reason"] = event.reason
+    out["root_cause"] = event.root_cause
+    return out
 
 
 def _task_released(event: Any) -> dict[str, Any]:
-    return {"run_id": event.run_id, "task": event.task}
+    return _task(event)
 
 
-_Render = tuple[str, bool, Callable[[Any], dict[str, Any]]]
+def _finished_level(event: Any) -> str:
+    return "error" if event.status == "failed" else "info"
+
+
+_Render = tuple[str, str | Callable[[Any], str], Callable[[Any], dict[str, Any]]]
 _RENDER: dict[type, _Render] = {
-    # event type → (event name, logged at warning level, its fields): one lookup per event
-    RunStarted: ("run_started", False, _run_started),
-    RunFinished: ("run_finished", False, _run_finished),
-    TaskReused: ("task_reused", False, _task_reused),
-    TaskStarted: ("task_started", False, _task_started),
-    TaskSucceeded: ("task_succeeded", False, _task_succeeded),
-    TaskTimedOut: ("task_timed_out", True, _task_timed_out),
-    TaskRetrying: ("task_retrying", True, _task_retrying),
-    TaskFailed: ("task_failed", True, _task_failed),
-    TaskInDoubt: ("task_in_doubt", True, _task_in_doubt),
-    TaskSkipped: ("task_skipped", False, _task_stopped),
-    TaskCancelled: ("task_cancelled", False, _task_stopped),
-    TaskReleased: ("task_released", False, _task_released),
+    # event type → (event name, its level or a function of the event giving it, its fields):
+    # one lookup per event
+    RunStarted: ("run_started", "info", _run_started),
+    RunFinished: ("run_finished", _finished_level, _run_finished),
+    TaskReused: ("task_reused", "info", _task_reused),
+    TaskStarted: ("task_started", "info", _task_started),
+    TaskSucceeded: ("task_succeeded", "info", _task_succeeded),
+    TaskTimedOut: ("task_timed_out", "warning", _task_timed_out),  # a retry or failure follows
+    TaskRetrying: ("task_retrying", "warning", _task_retrying),  # it will be tried again
+    TaskFailed: ("task_failed", "error", _task_failed),  # for good
+    TaskInDoubt: ("task_in_doubt", "warning", _task_in_doubt),
+    TaskSkipped: ("task_skipped", "info", _task_stopped),
+    TaskCancelled: ("task_cancelled", "info", _task_stopped),
+    TaskReleased: ("task_released", "info", _task_released),
 }
 
 
@@ -216,8 +239,21 @@ class StructlogHook:
     """Render events as structlog key-value events with past-tense snake_case names.
 
     Fields: ``run_id``, ``task``, ``attempt``, ``duration_ms`` and event-specific ones
-    (``error``, ``reason``, ``root_cause``, ``delay_s`` …). Failures, timeouts and retries log
-    at warning level, everything else at info.
+    (``error``, ``reason``, ``root_cause``, ``delay_s`` …); a fan-out element's events also
+    carry ``parent_task`` and ``element_index``.
+
+    Levels, so alerts can key on them: a task's final failure (``task_failed``) and a failed
+    run (``run_finished`` with ``status="failed"``) log at **error**; what is still being
+    retried or needs a decision (``task_retrying``, ``task_timed_out``, ``task_in_doubt``) at
+    warning; everything else at info. ``task_failed`` carries ``error`` (``"ValueError: bad
+    row"``), ``error_type`` (``"ValueError"``; ``"pkg.module.Error"`` outside builtins),
+    ``error_kind`` (``"error"``, ``"timeout"``, ``"validate"`` … see
+    :class:`~flowplan.snapshot.ErrorInfo`), ``reason`` and, following structlog's convention,
+    ``exc_info`` (the exception), which ``structlog.processors.format_exc_info`` or
+    ``dict_tracebacks`` render as the traceback; when no live traceback exists (an error
+    rebuilt from a record), the recorded traceback text is given as ``exception``.
+    ``task_retrying`` carries ``error`` and ``error_type`` too. ``run_finished`` carries the
+    run's task counts (``succeeded``, ``failed`` …).
 
     Without an explicit ``logger`` the hook follows the application's structlog configuration
     (``structlog.get_logger("flowplan")``) once structlog is configured; before that it writes
@@ -254,11 +290,10 @@ class StructlogHook:
         render = self._render[type(event)]
         if render is None:
             return
-        name, warning, fields = render
+        name, level, fields = render
         logger = self._explicit
         if logger is None:
             logger = self._configured if structlog.is_configured() else self._stderr
-        if warning:
-            logger.warning(name, **fields(event))
-        else:
-            logger.info(name, **fields(event))
+        if not isinstance(level, str):
+            level = level(event)
+        getattr(logger, level)(name, **fields(event))

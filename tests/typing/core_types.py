@@ -21,6 +21,8 @@ from __future__ import annotations
 from collections.abc import Coroutine
 from typing import Any, Protocol, assert_type
 
+import structlog
+
 from flowplan import (
     Action,
     Dependency,
@@ -31,6 +33,7 @@ from flowplan import (
     Snapshot,
     StepResult,
     StepState,
+    StructlogHook,
     TaskGraph,
     TaskRecord,
     TaskSpec,
@@ -297,3 +300,12 @@ def timeout_errors() -> None:
     error = TaskTimeoutError("fetch", 1.0, 1, detail="it blocked the event loop")
     assert_type(error.detail, str)
     assert_type(error.timeout_s, float)
+
+
+def flow_logging_options() -> None:
+    """``Flow(log=)`` takes a bool; ``logger=`` any structlog-style logger; a StructlogHook in
+    ``hooks=`` replaces the built-in one."""
+    assert_type(Flow(total, log=False), Flow)
+    assert_type(Flow(total, log=True, logger=structlog.get_logger("app")), Flow)
+    assert_type(Flow(total, hooks=[StructlogHook(exclude=("task_started",))]), Flow)
+    Flow(total, log="no")  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
