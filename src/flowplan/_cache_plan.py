@@ -17,6 +17,7 @@ from typing import Any
 
 import attrs
 
+from flowplan._stored import Unstructured
 from flowplan.cache import ResultCache, UnfingerprintableInputError, describe_changes
 from flowplan.errors import SerializationError
 from flowplan.graph import TaskGraph
@@ -98,15 +99,45 @@ def _hit(name: str, key: CacheKey, value: object, step_key: str | None) -> TaskR
     )
 
 
-def _get(cache: ResultCache, name: str, key: CacheKey) -> tuple[object, bool, str]:
-    """Look ``key`` up: (value, found, why not found)."""
+def _get(
+    cache: ResultCache, graph: TaskGraph, name: str, key: CacheKey
+) -> tuple[object, bool, str]:
+    """Look ``key`` up: (value, found, why not found); a typed value is structured back."""
     try:
         entry = cache.get(name, key.digest)
     except SerializationError as exc:
         return None, False, f"the stored entry cannot be read ({exc})"
     if entry is None:
         return None, False, describe_changes(cache.latest(name), key.parts)
-    return entry.value, True, ""
+    value = entry.value
+    if type(value) is Unstructured:  # stored by the task's declared type: rebuild it
+        from flowplan.store._typed import from_stored, record_type
+
+        hint = record_type(graph, name)
+        if hint is None:
+            why = (
+                f"the stored entry is a typed value ({value.type_name}) the task no longer declares"
+            )
+            return None, False, why
+        try:
+            value = from_stored(value, hint, name)
+        except SerializationError as exc:
+            return None, False, f"the stored entry cannot be read ({exc})"
+    return value, True, ""
+
+
+def _to_cache(cache: ResultCache, graph: TaskGraph, name: str, value: object) -> object:
+    """``value`` as ``cache`` should store it: unstructured by its declared type for JSON.
+
+    Raises:
+        SerializationError: the typed value cannot be stored.
+    """
+    from flowplan.store._typed import record_type, stores_typed, to_stored
+
+    if not stores_typed(getattr(cache, "serializer", None)):
+        return value
+    hint = record_type(graph, name)
+    return value if hint is None else to_stored(value, hint, name)
 
 
 @attrs.frozen
@@ -185,7 +216,7 @@ def plan_cache(
             continue
         key = deferred
         keys[name] = key
-        value, found, why = _get(cache, name, key)
+        value, found, why = _get(cache, graph, name, key)
         if found:
             hits[name] = _hit(name, key, value, step_keys.get(name))
         else:
@@ -308,7 +339,7 @@ class CacheRun:
         self.pending[name] = key
         if name in self.plan.no_lookup or self.plan.keys.get(name) == key:
             return None  # rerun requested, or the plan looked this very key up already
-        value, found, why = _get(self.cache, name, key)
+        value, found, why = _get(self.cache, self.graph, name, key)
         if not found:
             self.notes[name] = f"cache miss: {why}"
             return None
@@ -329,7 +360,7 @@ class CacheRun:
             why = "not stored: a simulated (scripted) result is never written to the cache"
             return f"{note}; {why}" if note else why
         try:
-            self.cache.put(name, key, record.value)
+            self.cache.put(name, key, _to_cache(self.cache, self.graph, name, record.value))
         except SerializationError as exc:
             return f"not cached: its value cannot be serialized ({exc})"
         except Exception as exc:  # a cache that cannot write never fails the task

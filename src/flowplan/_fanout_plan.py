@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from flowplan._effects import in_doubt_reason
 from flowplan._fanout import element_key, split_element
+from flowplan._stored import Unstructured
 from flowplan.snapshot import TaskRecord, TaskStatus
 
 if TYPE_CHECKING:
@@ -61,7 +62,12 @@ def prior_elements(
         if not all(p in reuse and not reuse[p].overridden for p in preds):
             continue
         key = step_keys.get(parent)
-        for index, record in elements.get(parent, ()):
+        for index, found in elements.get(parent, ()):
+            record = found
+            if type(record.value) is Unstructured:  # a typed value as stored
+                from flowplan.store._typed import record_type, restored_or_failed
+
+                record = restored_or_failed(record, record_type(graph, record.name))
             if (
                 record.status is _SUCCEEDED
                 and record.has_value

@@ -217,6 +217,11 @@ class MemoryCache:
         """Whether an input that cannot be fingerprinted is an error."""
         return self._strict
 
+    @property
+    def serializer(self) -> ResultSerializer:
+        """How values become bytes (with JSON, typed values are stored by their declared type)."""
+        return self._serializer
+
     def __len__(self) -> int:
         """The number of stored entries."""
         return len(self._entries)
@@ -308,6 +313,11 @@ class SqliteCache:
     def strict(self) -> bool:
         """Whether an input that cannot be fingerprinted is an error."""
         return self._strict
+
+    @property
+    def serializer(self) -> ResultSerializer:
+        """How values become bytes (with JSON, typed values are stored by their declared type)."""
+        return self._serializer
 
     def get(self, task: str, key: str) -> CachedResult | None:
         """The entry for ``task`` under ``key``, or ``None``."""

@@ -369,7 +369,11 @@ class Flow:
         graph = self._build_graph()
         name = self._resolve(graph, task)
         if self.journal is not None:
-            self.journal.save_record("override", self._override_record(graph, name, value))
+            self.journal._types.bind("override", graph)  # the task's declared value type
+            try:
+                self.journal.save_record("override", self._override_record(graph, name, value))
+            finally:
+                self.journal._types.forget("override")
         self._overrides[name] = value
         self._graph = graph
         self._refresh()

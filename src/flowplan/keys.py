@@ -368,7 +368,9 @@ def value_fingerprint(value: object) -> str:
 
     Args:
         value: Any value the JSON serializer supports (plain data, tuples, sets, bytes,
-            datetimes, ...); sets are ordered canonically, dicts keep insertion order.
+            datetimes, ...); sets are ordered canonically, dicts keep insertion order. A value
+            holding dataclasses, attrs classes, enums or named tuples is fingerprinted by its
+            type name and its cattrs-unstructured data.
 
     Returns:
         A hex sha256 digest, identical across processes for equal encodings.
@@ -376,9 +378,22 @@ def value_fingerprint(value: object) -> str:
     Raises:
         SerializationError: the value cannot be encoded, so it has no stable fingerprint.
     """
+    from flowplan.errors import SerializationError
     from flowplan.store._serializers import JsonSerializer
 
-    return _digest(_frame(b"V", JsonSerializer().dumps(value)))
+    try:
+        return _digest(_frame(b"V", JsonSerializer().dumps(value)))
+    except SerializationError as exc:
+        from flowplan.store._typed import typed_converter
+
+        try:
+            data = typed_converter().unstructure(value)
+            encoded = JsonSerializer().dumps(
+                (f"{type(value).__module__}.{type(value).__qualname__}", data)
+            )
+        except Exception:
+            raise exc from None
+        return _digest(_frame(b"T", encoded))
 
 
 def _frozen_parts(parts: Mapping[str, str]) -> Mapping[str, str]:

@@ -20,6 +20,7 @@ from flowplan._effects import in_doubt_reason, recomputable, released_reason
 from flowplan._fanout_plan import doubtful_elements, prior_elements
 from flowplan._gc import gc_paused
 from flowplan._liveness import check_liveness
+from flowplan._stored import Unstructured
 from flowplan.errors import InvalidOptionError, UnknownTaskError
 from flowplan.graph import TaskGraph
 from flowplan.snapshot import Snapshot, TaskRecord, TaskStatus
@@ -417,6 +418,8 @@ def _decide(
             reasons[name] = "not upstream of any target"
             continue
         record = records.get(name)
+        if record is not None and type(record.value) is Unstructured:
+            record = _restored(graph, record)  # a typed value as stored: rebuild its type
         key = keys.get(name)
         if name in override_values:
             reused[name] = TaskRecord(
@@ -478,6 +481,14 @@ def _decide(
                     in_doubt[name] = record
                     actions[name] = Action.IN_DOUBT
     return actions, reasons
+
+
+def _restored(graph: TaskGraph, record: TaskRecord) -> TaskRecord:
+    """``record``'s stored typed value structured back to its task's declared type (or a
+    FAILED record saying why it cannot be, so the task runs again)."""
+    from flowplan.store._typed import record_type, restored_or_failed
+
+    return restored_or_failed(record, record_type(graph, record.name))
 
 
 def _doubt(spec: TaskSpec[..., Any], record: TaskRecord | None) -> str | None:

@@ -14,8 +14,10 @@ from flowplan.store._serializers import (
     JsonSerializer,
     PickleSerializer,
     ResultSerializer,
+    Unstructured,
 )
 from flowplan.store._sqlite import RunInfo, SqliteStateStore
+from flowplan.store._typed import restore_values, typed_converter
 
 __all__ = [
     "BytesSerializer",
@@ -27,4 +29,7 @@ __all__ = [
     "RunInfo",
     "SqliteStateStore",
     "StateStore",
+    "Unstructured",
+    "restore_values",
+    "typed_converter",
 ]

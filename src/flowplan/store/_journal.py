@@ -34,6 +34,7 @@ from flowplan._fanout import element_key, split_element
 from flowplan.errors import SerializationError, StoreError
 from flowplan.snapshot import Snapshot, TaskRecord, TaskStatus
 from flowplan.store._serializers import JsonSerializer, _reject_constant
+from flowplan.store._typed import RunTypes
 
 if TYPE_CHECKING:
     from flowplan.plan import Plan
@@ -97,13 +98,16 @@ class JournalStore:
             )
         self._lock = threading.Lock()
         self._last: dict[str, bytes] = {}  # step key → digest of the last line written
+        self._types = RunTypes()  # run id → graph: typed values are unstructured
 
     # -- StateStore protocol --------------------------------------------------------------
     def begin_run(self, plan: Plan) -> None:
-        """Nothing to do: the journal has no notion of runs, only of steps."""
+        """Note the run's graph: its tasks' declared return types say how values are stored."""
+        self._types.bind(plan.run_id, plan.graph)
 
     def finish_run(self, snapshot: Snapshot, status: str) -> None:
-        """Nothing to do: every step was made durable as it succeeded."""
+        """Forget the run's graph: every step was made durable as it succeeded."""
+        self._types.forget(snapshot.run_id)
 
     def save_record(self, run_id: str, record: TaskRecord) -> None:
         """Append ``record`` if it succeeded here (not replayed) and carries a step key.
@@ -120,6 +124,7 @@ class JournalStore:
         if record.released or not record.has_value:
             return  # nothing to replay: a released value is gone
         key = record.step_key
+        record = self._types.prepare(run_id, record, self.serializer)
         value_text = self._encode(record)
         digest = hashlib.blake2b(
             b"%s\0%d\0%s"

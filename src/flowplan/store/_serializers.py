@@ -32,6 +32,7 @@ from typing import Any, Protocol, TypeAlias, runtime_checkable
 
 import attrs
 
+from flowplan._stored import Unstructured
 from flowplan.errors import SerializationError
 
 __all__ = [
@@ -41,6 +42,7 @@ __all__ = [
     "PickleSerializer",
     "ResultSerializer",
     "SerializationError",
+    "Unstructured",
 ]
 
 JsonValue: TypeAlias = "bool | int | float | str | list[JsonValue] | dict[str, JsonValue] | None"
@@ -54,8 +56,10 @@ _SUPPORTED = (
     "freely (exact types only, not subclasses)"
 )
 _FIX = (
-    "return plain data, convert it with attrs.asdict(), or pass serializer=PickleSerializer() "
-    "if you trust the file"
+    "declare the task's return type (e.g. `-> Point`: a dataclass, attrs class, Enum, "
+    "NamedTuple or TypedDict is then stored as JSON and rebuilt as that type), return plain "
+    "data, convert it with attrs.asdict(), or pass serializer=PickleSerializer() if you trust "
+    "the file"
 )
 
 
@@ -227,6 +231,10 @@ def _encode(value: object) -> JsonValue:
             elif type(obj) is dict and _TAG not in obj and all(type(k) is str for k in obj):
                 dest[slot] = out = dict(obj)
                 kids = [(x, (where, "k", k), out, k) for k, x in out.items() if not _plain(x)]
+            elif type(obj) is Unstructured:  # a typed task's value, unstructured by cattrs
+                out = [obj.type_name, obj.data]
+                dest[slot] = _tag("typed", out)
+                kids = [(x, (where, "i", i), out, i) for i, x in enumerate(out) if not _plain(x)]
             elif type(obj) is dict:
                 out = [[k, x] for k, x in obj.items()]
                 dest[slot] = _tag("dict", out)
@@ -300,7 +308,16 @@ _LEAF_DECODERS: dict[str, Callable[[JsonValue], object]] = {
     "purewindowspath": lambda v: pathlib.PureWindowsPath(_str(v)),
     "path": lambda v: pathlib.Path(_str(v)),
 }
+
+
+def _typed(items: list[Any]) -> Unstructured:
+    if len(items) != 2 or type(items[0]) is not str:
+        raise TypeError(f"expected [type name, data], found {reprlib.repr(items)}")
+    return Unstructured(items[0], items[1])
+
+
 _BUILDERS: dict[str, Callable[[list[Any]], object]] = {
+    "typed": _typed,
     "tuple": tuple,
     "set": set,
     "frozenset": frozenset,

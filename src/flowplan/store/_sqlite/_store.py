@@ -48,6 +48,7 @@ from flowplan.store._sqlite._rows import (
     start_params,
 )
 from flowplan.store._sqltext import TextSafeConnection, text, text_or_none
+from flowplan.store._typed import RunTypes
 
 __all__ = ["SqliteStateStore"]
 
@@ -176,6 +177,7 @@ class SqliteStateStore:
         self._batch_size = 0  # records saved into the batch (commit_every counts these)
         self._batch_started = 0.0  # time.monotonic() of the batch's first record
         self.path = os.fspath(db_path)
+        self._types = RunTypes()  # run id → graph: typed values are unstructured
         self.serializer = as_result_serializer(serializer, "SqliteStateStore")
         self.cache_ttl_s = cache_ttl_s
         self._cache: dict[str, tuple[float, RunInfo, Snapshot]] = {}
@@ -329,6 +331,7 @@ class SqliteStateStore:
 
     def _batch_record(self, run_id: str, record: TaskRecord) -> None:
         """Add one task's record to the batch; write the batch when it is due."""
+        record = self._types.prepare(run_id, record, self.serializer)
         now = time.time()
         item: Row | _Unencoded
         if record.has_value:  # encoded now: a value that cannot be stored must raise here
@@ -363,6 +366,7 @@ class SqliteStateStore:
             StoreError: the database cannot be written.
         """
         tasks = planned_tasks(plan)
+        self._types.bind(plan.run_id, plan.graph)
         owner = own_identity()
         now = time.time()
         detached = sorted(plan.graph.detached.intersection(tasks))
@@ -400,6 +404,7 @@ class SqliteStateStore:
         reused = plan.reused.get(name)
         if reused is not None:
             try:
+                reused = self._types.prepare(plan.run_id, reused, self.serializer)
                 return encode_record(plan.run_id, reused, self.serializer, owner, now)
             except SerializationError:  # e.g. an override JSON cannot hold: saved (or not) later
                 pass
@@ -407,6 +412,7 @@ class SqliteStateStore:
 
     def begin_run(self, plan: Plan) -> None:
         """A run of ``plan`` starts; it is created here unless :meth:`create_run` did it."""
+        self._types.bind(plan.run_id, plan.graph)
         with self._lock:
             query = "SELECT 1 FROM runs WHERE run_id = ?"
             exists = self._db().execute(query, (plan.run_id,)).fetchone() is not None
@@ -433,6 +439,7 @@ class SqliteStateStore:
         if record.status is _RUNNING:  # a start: update the row's few changing columns
             self._start(run_id, record)
             return
+        record = self._types.prepare(run_id, record, self.serializer)
         row = encode_record(run_id, record, self.serializer, own_identity(), time.time())
         self._write(UPSERT_TASK, row, run_id=run_id)
 
@@ -444,6 +451,7 @@ class SqliteStateStore:
             try:
                 updated = self._db().execute(START_TASK, start_params(run_id, record, owner, now))
                 if updated.rowcount == 0:
+                    record = self._types.prepare(run_id, record, self.serializer)
                     row = encode_record(run_id, record, self.serializer, owner, now)
                     self._db().execute(UPSERT_TASK, row)
             except (sqlite3.Error, *_DATA_ERRORS) as exc:
@@ -457,6 +465,7 @@ class SqliteStateStore:
         with self._lock:
             self.flush()  # records first: a run marked finished has all its records
             self._write(sql, (status, time.time(), snapshot.run_id), run_id=snapshot.run_id)
+        self._types.forget(snapshot.run_id)
 
     # -- reading ----------------------------------------------------------------------------
     def _read_run(self, run_id: str) -> tuple[RunInfo, Snapshot]:
