@@ -1,4 +1,4 @@
-"""Static types of the typed-values API, pinned with ``assert_type`` (checked by mypy, never run).
+"""Static types of the typed-values API (checked by mypy and pyright, never run).
 
 Covered: ``Unstructured``'s fields; ``restore_values`` takes a snapshot and a graph and returns
 a snapshot; ``typed_converter()`` is a cattrs ``Converter``; the built-in caches expose their
@@ -23,5 +23,5 @@ def check(snapshot: Snapshot, graph: TaskGraph, memory: MemoryCache, disk: Sqlit
     assert_type(typed_converter(), cattrs.Converter)
     assert_type(memory.serializer, ResultSerializer)
     assert_type(disk.serializer, ResultSerializer)
-    restore_values(graph, snapshot)  # type: ignore[arg-type]
-    stored.type_name = "other"  # type: ignore[misc]
+    restore_values(graph, snapshot)  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
+    stored.type_name = "other"  # type: ignore[misc]  # pyright: ignore[reportAttributeAccessIssue]
