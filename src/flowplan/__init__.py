@@ -8,6 +8,7 @@ is :mod:`flowplan.engine`.
 """
 
 from flowplan._effects import NotDone, NotDoneType
+from flowplan._estimate import Estimate, past_durations, store_history
 from flowplan.attempt import AttemptContext, current_attempt
 from flowplan.cache import (
     CachedResult,
@@ -62,7 +63,7 @@ from flowplan.interpreter import aexecute, execute
 from flowplan.plan import Action, Decision, Plan, plan
 from flowplan.policies import RetryBudget, RetryPolicy
 from flowplan.registry import Registry, active_registry, clear_registry, default_registry
-from flowplan.report import to_ascii, to_dot, to_mermaid
+from flowplan.report import to_ascii, to_dot, to_mermaid, to_networkx
 from flowplan.simulate import Fail, FakeClock, Simulation, Timeout, Value, simulate
 from flowplan.snapshot import ErrorInfo, Snapshot, TaskRecord, TaskStatus
 from flowplan.spec import (
@@ -93,6 +94,7 @@ __all__ = [
     "EdgeTypeError",
     "Effect",
     "ErrorInfo",
+    "Estimate",
     "Event",
     "Fail",
     "FakeClock",
@@ -166,10 +168,13 @@ __all__ = [
     "execute",
     "fold",
     "optional",
+    "past_durations",
     "plan",
     "simulate",
+    "store_history",
     "task",
     "to_ascii",
     "to_dot",
     "to_mermaid",
+    "to_networkx",
 ]

@@ -18,7 +18,6 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 import attrs
-import networkx as nx
 
 from flowplan._suggest import did_you_mean
 from flowplan.errors import CycleError, DefinitionError, SignatureMismatchError
@@ -217,15 +216,44 @@ def check_gates(spec: TaskSpec[..., Any], problems: list[DefinitionError]) -> No
 
 
 def find_cycle(remaining: Iterable[str], preds: Mapping[str, tuple[str, ...]]) -> list[str]:
-    """One cycle among ``remaining`` as a path that ends where it starts (deterministic)."""
-    sub: nx.DiGraph[str] = nx.DiGraph()
+    """One cycle among ``remaining`` as a path that ends where it starts (deterministic).
+
+    An iterative depth-first walk along the dependency edges (upstream → downstream), started
+    from the names in the order given and visiting dependents in declaration order, so the same
+    graph always reports the same cycle and a long chain needs no recursion.
+    """
     ordered = list(remaining)  # declaration order, not set order: the same cycle every run
     nodes = set(ordered)
+    succs: dict[str, list[str]] = {name: [] for name in ordered}
     for name in ordered:
-        sub.add_edges_from((dep, name) for dep in preds[name] if dep in nodes)
-    edges = nx.find_cycle(sub)
-    path = [edges[0][0]] + [v for _, v in edges]
-    return [str(node) for node in path]
+        for dep in preds[name]:
+            if dep in nodes:
+                succs[dep].append(name)
+    done: set[str] = set()
+    for root in ordered:
+        if root in done:
+            continue
+        path: list[str] = [root]
+        on_path = {root: 0}
+        cursors = [0]
+        while path:
+            here = path[-1]
+            children = succs[here]
+            if cursors[-1] == len(children):
+                done.add(here)
+                del on_path[here]
+                path.pop()
+                cursors.pop()
+                continue
+            child = children[cursors[-1]]
+            cursors[-1] += 1
+            if child in on_path:
+                return [*path[on_path[child] :], child]
+            if child not in done:
+                on_path[child] = len(path)
+                path.append(child)
+                cursors.append(0)
+    raise AssertionError(f"flowplan bug: no cycle among {ordered!r}")  # pragma: no cover
 
 
 def toposort(

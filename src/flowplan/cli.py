@@ -40,6 +40,7 @@ from flowplan._cli_runs import (
     record_target,
 )
 from flowplan._cli_target import Target, load_target, split_target
+from flowplan._estimate import store_history
 from flowplan.cache import MemoryCache, ResultCache, SqliteCache
 from flowplan.errors import FlowplanError
 from flowplan.hooks import Hook
@@ -153,11 +154,29 @@ def _parser() -> argparse.ArgumentParser:
     graph = sub.add_parser("graph", parents=[common, targeted], help="draw the DAG")
     graph.add_argument("--format", choices=["mermaid", "dot", "ascii"], default="mermaid")
     graph.add_argument("--run", metavar="RUN_ID", help="color the tasks by this run's states")
+    graph.add_argument(
+        "--critical-path",
+        action="store_true",
+        help="highlight the critical path, estimated from the store's past runs of this DAG",
+    )
     graph.set_defaults(func=_cmd_graph)
     explain = sub.add_parser(
         "explain", parents=[common, targeted, only, cached], help="what a run would do, and why"
     )
     explain.add_argument("--run", metavar="RUN_ID", help="plan a resume of this run")
+    explain.add_argument(
+        "--estimate",
+        action="store_true",
+        help="end with how long the run should take and its critical path, from the store's "
+        "past runs of this DAG",
+    )
+    explain.add_argument(
+        "--max-workers",
+        type=int,
+        default=None,
+        metavar="N",
+        help="with --estimate: schedule N tasks at a time (default: unlimited)",
+    )
     explain.set_defaults(func=_cmd_explain)
     return parser
 
@@ -350,11 +369,26 @@ def _load_snapshot(args: argparse.Namespace) -> Snapshot | None:
         return store.load(find_run(store, args.run).run_id)
 
 
+def _history(args: argparse.Namespace, target: Target) -> tuple[Snapshot, ...]:
+    """The store's newest runs of ``target``'s DAG (none when there is no store yet)."""
+    if not os.path.exists(args.store):
+        return ()
+    with open_store(args.store, create=False) as store:
+        return store_history(store, dag_name=target.label)
+
+
 def _cmd_graph(args: argparse.Namespace) -> int:
     target = load_target(args.target, dag=args.dag)
     snapshot = _load_snapshot(args)
-    draw = {"mermaid": to_mermaid, "dot": to_dot, "ascii": to_ascii}[args.format]
-    print(draw(target.graph, snapshot=snapshot))
+    path: tuple[str, ...] = ()
+    if args.critical_path:
+        path = plan(target.graph, run_id="estimate").estimate(_history(args, target)).critical_path
+    if args.format == "mermaid":
+        print(to_mermaid(target.graph, snapshot=snapshot, critical_path=path))
+    elif args.format == "dot":
+        print(to_dot(target.graph, snapshot=snapshot, critical_path=path))
+    else:
+        print(to_ascii(target.graph, snapshot=snapshot, critical_path=path))
     return 0
 
 
@@ -362,7 +396,10 @@ def _cmd_explain(args: argparse.Namespace) -> int:
     target = load_target(args.target, dag=args.dag)
     snapshot = _load_snapshot(args)
     planned = plan(target.graph, snapshot, targets=args.only, cache=_cache(args, create=False))
-    print(planned.explain())  # the library's explanation, word for word
+    if not args.estimate:
+        print(planned.explain())  # the library's explanation, word for word
+        return 0
+    print(planned.explain(durations=_history(args, target), max_workers=args.max_workers))
     return 0
 
 

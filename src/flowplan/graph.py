@@ -17,10 +17,9 @@ import inspect
 import math
 from collections.abc import Iterable, Mapping
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
-import networkx as nx
 
 from flowplan._fanout import check_fan_out
 from flowplan._gc import gc_paused
@@ -43,6 +42,9 @@ from flowplan.errors import (
 )
 from flowplan.registry import Registry, active_registry
 from flowplan.spec import TaskSpec
+
+if TYPE_CHECKING:
+    import networkx as nx
 
 __all__ = ["TaskGraph"]
 
@@ -314,11 +316,81 @@ class TaskGraph:
                 stack.extend(edges[name])
         return frozenset(seen)
 
+    @classmethod
+    def from_networkx(
+        cls,
+        g: nx.DiGraph[str],
+        *,
+        registry: Registry | None = None,
+        check_types: bool | None = None,
+    ) -> TaskGraph:
+        """Build a graph from a ``networkx.DiGraph`` whose nodes are tasks.
+
+        Each node's name is its task's name; its data holds the task under ``"task"`` — a
+        :class:`~flowplan.spec.TaskSpec`, or a plain callable (sync or ``async def``) — and any
+        task option under its name (``retry`` as a number of retries or a
+        :class:`~flowplan.policies.RetryPolicy`, ``timeout_s``, ``when``, ``validate``,
+        ``retry_until``, ``detached``, ``effect``, ``trigger``, ``fan_out``, …; options win over
+        a spec's own). An edge ``u → v`` makes ``v`` depend on ``u``: ``v`` receives ``u``'s
+        value when it has a parameter named ``u`` (or ``**kwargs``), or under the parameter the
+        edge names with ``param="..."``; otherwise (or with ``param=None``) the edge only
+        orders. ``optional=True`` on an edge is :func:`~flowplan.spec.optional`. Other node
+        data is ignored, except a key so close to an option's name that it is surely a typo.
+        The graph the edges describe replaces a spec's own dependencies.
+
+        Args:
+            g: the graph (it is read, never changed).
+            registry: also register the tasks here (default: nowhere — the graph holds them).
+            check_types: as in :meth:`build`.
+
+        Raises:
+            GraphValidationError: every problem found, each naming its node: what
+                :meth:`build` checks, plus nodes without a task, names that are not strings,
+                misspelt options and edges naming a parameter the task does not have.
+            DefinitionError: ``g`` is not a directed networkx graph with single edges.
+
+        >>> import networkx as nx
+        >>> g = nx.DiGraph()
+        >>> g.add_node("load", task=lambda: [1, 2, 3])
+        >>> g.add_node("total", task=lambda rows: sum(rows), retry=2)
+        >>> g.add_edge("load", "total", param="rows")
+        >>> graph = TaskGraph.from_networkx(g)
+        >>> graph.order, graph["total"].retry.retries
+        (('load', 'total'), 2)
+        """
+        from flowplan._networkx import graph_from_networkx
+
+        with gc_paused:
+            return graph_from_networkx(g, registry=registry, check_types=check_types)
+
+    def to_networkx(self) -> nx.DiGraph[str]:
+        """The graph as a new, ordinary ``networkx.DiGraph`` the caller may change.
+
+        Node data: ``task`` (the spec) and each of its options under the name
+        :meth:`from_networkx` reads; edge data: ``param`` (the parameter receiving the value,
+        ``None`` for an ordering-only edge) and ``optional``. ``from_networkx(to_networkx())``
+        rebuilds an equal graph, with the very same specs.
+
+        >>> from flowplan.spec import Dependency
+        >>> a = TaskSpec("a", lambda: 1)
+        >>> b = TaskSpec("b", lambda a: a + 1, deps=(Dependency("a", a),))
+        >>> g = TaskGraph.build([a, b]).to_networkx()
+        >>> list(g.edges(data="param"))
+        [('a', 'b', 'a')]
+        """
+        from flowplan._networkx import graph_to_networkx
+
+        return graph_to_networkx(self)
+
     @property
     def digraph(self) -> nx.DiGraph[str]:
-        """The graph as a frozen ``networkx.DiGraph`` (built on first use)."""
+        """The graph as a frozen ``networkx.DiGraph`` of task names (built on first use); see
+        :meth:`to_networkx` for a graph with the specs and options that the caller may
+        change."""
         cached: nx.DiGraph[str] | None = self._cache.get("digraph")
         if cached is None:
+            import networkx as nx
+
             cached = nx.DiGraph()
             cached.add_nodes_from(self.order)
             cached.add_edges_from(

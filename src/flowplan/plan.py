@@ -27,7 +27,10 @@ from flowplan.snapshot import Snapshot, TaskRecord, TaskStatus
 from flowplan.spec import TaskSpec
 
 if TYPE_CHECKING:
+    import networkx as nx
+
     from flowplan._cache_plan import CachePlan
+    from flowplan._estimate import DurationSource, Estimate
     from flowplan.cache import ResultCache
 
 __all__ = ["Action", "Decision", "Plan", "plan"]
@@ -132,7 +135,13 @@ class Plan:
     def __repr__(self) -> str:
         return f"Plan(run_id={self.run_id!r}, {len(self.decisions)} tasks: {self._counts()})"
 
-    def explain(self, task: str | TaskSpec[..., Any] | None = None) -> str:
+    def explain(
+        self,
+        task: str | TaskSpec[..., Any] | None = None,
+        *,
+        durations: DurationSource | None = None,
+        max_workers: int | None = None,
+    ) -> str:
         """Say, in plain words, what will happen to each task (or to one task) and why.
 
         The whole plan's explanation starts with a header (how many tasks run, are reused, are
@@ -141,6 +150,9 @@ class Plan:
         detached task whose failure never fails the run). ``flowplan explain`` prints this
         same text.
 
+        With ``durations`` (as for :meth:`estimate`), the whole plan's explanation ends with
+        its estimate: ``estimate: about 4 min 10 s; critical path: extract → load``.
+
         >>> from flowplan.spec import TaskSpec
         >>> g = TaskGraph.build([TaskSpec("a", lambda: 1)])
         >>> print(plan(g, run_id="r").explain())
@@ -148,6 +160,10 @@ class Plan:
         run a: no earlier record
         >>> print(plan(g, run_id="r").explain("a"))
         run a: no earlier record
+        >>> print(plan(g, run_id="r").explain(durations={"a": 90}))
+        1 to run, 0 to reuse, 0 not needed
+        run a: no earlier record
+        estimate: about 1 min 30 s; critical path: a
 
         Raises:
             UnknownTaskError: ``task`` is not in the plan ("did you mean ...").
@@ -157,7 +173,11 @@ class Plan:
             if name not in self.decisions:
                 raise self.graph.unknown(name)
             return self._line(name)
-        return "\n".join([self._header(), *(self._line(name) for name in self.decisions)])
+        lines = [self._header(), *(self._line(name) for name in self.decisions)]
+        if durations is not None:
+            estimate = self.estimate(durations, max_workers=max_workers)
+            lines.append(f"estimate: {estimate.describe()}")
+        return "\n".join(lines)
 
     def _counts(self) -> str:
         """``"2 to run, 1 to reuse, 0 not needed"`` (``", 1 in doubt"`` when there are any)."""
@@ -203,6 +223,65 @@ class Plan:
         if name not in self.decisions:
             raise self.graph.unknown(name)
         return self.decisions[name].action
+
+    def estimate(
+        self,
+        durations: DurationSource,
+        *,
+        max_workers: int | None = None,
+        default_s: float | None = None,
+    ) -> Estimate:
+        """Estimate how long this plan's run will take, its critical path and its width.
+
+        Tasks the plan reuses or does not need cost nothing; every scheduled task costs its
+        known duration, or ``default_s`` when no source knows it (listed in
+        ``Estimate.assumed``). Without ``max_workers`` the estimate is the longest path through
+        the scheduled tasks (unlimited workers); with it, the tasks are scheduled on a fake
+        clock with that many workers, in the order the interpreter's ready queue starts them.
+        Detached tasks start after the main tasks, as in a run.
+
+        Args:
+            durations: task name → seconds; a :class:`~flowplan.snapshot.Snapshot` of a past
+                run; or several (each task's median over its past successes, from first start
+                to success, retries included). For a store's history pass
+                ``flowplan.store_history(store)`` (a ``SqliteStateStore``'s newest runs).
+            max_workers: how many tasks run at once (``None``: unlimited).
+            default_s: the duration of a task no source knows (default: the median of the
+                known tasks' durations, or 1 s when none is known).
+
+        Returns:
+            A frozen :class:`~flowplan.Estimate`: ``makespan_s``, ``critical_path``,
+            ``width``, and each scheduled task's ``start_s`` and ``finish_s``.
+
+        Raises:
+            InvalidOptionError: a duration that is not a number of seconds >= 0, or a
+                ``max_workers`` that is not a positive int.
+
+        >>> from flowplan.spec import Dependency
+        >>> a = TaskSpec("a", lambda: 1)
+        >>> b = TaskSpec("b", lambda a: a, deps=(Dependency("a", a),))
+        >>> c = TaskSpec("c", lambda a: a, deps=(Dependency("a", a),))
+        >>> estimate = plan(TaskGraph.build([a, b, c]), run_id="r").estimate(
+        ...     {"a": 2.0, "b": 3.0, "c": 1.0})
+        >>> estimate.makespan_s, estimate.critical_path, estimate.width
+        (5.0, ('a', 'b'), 2)
+        """
+        from flowplan._estimate import estimate_plan
+
+        return estimate_plan(self, durations, max_workers=max_workers, default_s=default_s)
+
+    def to_networkx(self) -> nx.DiGraph[str]:
+        """The planned graph as a new ``networkx.DiGraph`` (see
+        :meth:`TaskGraph.to_networkx`) whose nodes also carry their ``action`` (``"run"``,
+        ``"reuse"``, ``"not_needed"`` or ``"in_doubt"``) and ``reason``.
+
+        >>> g = plan(TaskGraph.build([TaskSpec("a", lambda: 1)]), run_id="r").to_networkx()
+        >>> g.nodes["a"]["action"], g.nodes["a"]["reason"]
+        ('run', 'no earlier record')
+        """
+        from flowplan._networkx import plan_to_networkx
+
+        return plan_to_networkx(self)
 
 
 def _check_names(graph: TaskGraph, names: Iterable[str], what: str) -> None:

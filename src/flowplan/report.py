@@ -10,11 +10,16 @@ for each format (quotes, spaces, unicode, markup characters), so any task name d
 from __future__ import annotations
 
 import datetime as _dt
+import itertools
 from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from flowplan.graph import TaskGraph
 from flowplan.plan import Plan
 from flowplan.snapshot import Snapshot, TaskRecord, TaskStatus
+
+if TYPE_CHECKING:
+    import networkx as nx
 
 __all__ = [
     "format_duration",
@@ -26,6 +31,7 @@ __all__ = [
     "to_ascii",
     "to_dot",
     "to_mermaid",
+    "to_networkx",
 ]
 
 Source = TaskGraph | Plan | Snapshot
@@ -43,6 +49,7 @@ _COLORS: Mapping[str, tuple[str, str]] = {
     "reuse": ("#d4edda", "#28a745"),
     "not_needed": ("#f5f5f5", "#bbbbbb"),
 }
+_CRITICAL = "#d63384"  # the critical path's outline and edges
 
 
 def _parts(
@@ -96,7 +103,17 @@ def _mermaid_label(name: str) -> str:
     return "".join(out)
 
 
-def to_mermaid(source: Source, *, snapshot: Snapshot | None = None, direction: str = "LR") -> str:
+def _critical_edges(path: Sequence[str]) -> frozenset[tuple[str, str]]:
+    return frozenset(itertools.pairwise(path))
+
+
+def to_mermaid(
+    source: Source,
+    *,
+    snapshot: Snapshot | None = None,
+    direction: str = "LR",
+    critical_path: Sequence[str] = (),
+) -> str:
     """The graph as a mermaid ``flowchart`` (renders in GitHub markdown and many editors).
 
     Args:
@@ -104,6 +121,9 @@ def to_mermaid(source: Source, *, snapshot: Snapshot | None = None, direction: s
             alone (nodes styled by status, no edges — a snapshot does not know them).
         snapshot: style a graph's or plan's nodes by the task statuses in this snapshot.
         direction: ``"LR"`` (left to right) or ``"TD"`` (top down).
+        critical_path: tasks to highlight as the critical path (``Plan.estimate(...)``'s
+            ``critical_path``): their nodes get the ``critical`` class, the edges between them
+            a thick line.
 
     Edges into a detached task are dotted. Node ids are ``n0``, ``n1`` …; names are labels,
     escaped with mermaid's ``#code;`` entities, so quotes and brackets are safe. With a
@@ -135,6 +155,14 @@ def to_mermaid(source: Source, *, snapshot: Snapshot | None = None, direction: s
     if roots:  # a thick border, over the status colours: root causes apart from cascades
         lines.append("    classDef rootcause stroke-width:4px")
         lines.append(f"    class {','.join(ids[n] for n in nodes if n in roots)} rootcause")
+    on_path = [n for n in critical_path if n in ids]
+    if on_path:
+        lines.append("    classDef critical stroke:#d63384,stroke-width:3px")
+        lines.append(f"    class {','.join(ids[n] for n in on_path)} critical")
+        hot = _critical_edges(on_path)
+        indexes = [str(i) for i, (a, b, _) in enumerate(edges) if (a, b) in hot]
+        if indexes:
+            lines.append(f"    linkStyle {','.join(indexes)} stroke:#d63384,stroke-width:3px")
     return "\n".join(lines)
 
 
@@ -143,7 +171,13 @@ def _dot_quote(text: str) -> str:
     return '"' + escaped.replace("\r", "").replace("\n", "\\n") + '"'
 
 
-def to_dot(source: Source, *, snapshot: Snapshot | None = None, name: str = "flowplan") -> str:
+def to_dot(
+    source: Source,
+    *,
+    snapshot: Snapshot | None = None,
+    name: str = "flowplan",
+    critical_path: Sequence[str] = (),
+) -> str:
     """The graph in Graphviz ``dot`` (render with ``dot -Tsvg``).
 
     Args:
@@ -151,6 +185,8 @@ def to_dot(source: Source, *, snapshot: Snapshot | None = None, name: str = "flo
         snapshot: fill a graph's or plan's nodes by the task statuses in this snapshot; root
             causes (see :func:`root_cause_lines`) get a thick border.
         name: the digraph's name.
+        critical_path: tasks to highlight as the critical path: their outlines and the edges
+            between them are drawn thick, in the critical colour.
 
     >>> from flowplan.spec import TaskSpec
     >>> print(to_dot(TaskGraph.build([TaskSpec("load data", lambda: 1)])))
@@ -167,9 +203,17 @@ def to_dot(source: Source, *, snapshot: Snapshot | None = None, name: str = "flo
         "    rankdir=LR;",
         '    node [shape=box, style="rounded,filled", fillcolor="#ffffff"];',
     ]
+    on_path = frozenset(critical_path)
     for node in nodes:
         style = styles.get(node)
-        if style is None:
+        if node in on_path:
+            fill = _COLORS[style][0] if style is not None else "#ffffff"
+            tooltip = _dot_quote(f"{style}, critical path" if style else "critical path")
+            lines.append(
+                f'    {_dot_quote(node)} [fillcolor="{fill}", color="{_CRITICAL}", '
+                f"tooltip={tooltip}, penwidth=3];"
+            )
+        elif style is None:
             lines.append(f"    {_dot_quote(node)};")
         else:
             fill, stroke = _COLORS[style]
@@ -180,20 +224,27 @@ def to_dot(source: Source, *, snapshot: Snapshot | None = None, name: str = "flo
                 f'    {_dot_quote(node)} [fillcolor="{fill}", color="{stroke}", '
                 f"tooltip={tooltip}{bold}];"
             )
+    hot = _critical_edges(list(critical_path))
     for a, b, detached in edges:
-        extra = " [style=dashed]" if detached else ""
+        attributes = ["style=dashed"] if detached else []
+        if (a, b) in hot:
+            attributes += [f'color="{_CRITICAL}"', "penwidth=3"]
+        extra = f" [{', '.join(attributes)}]" if attributes else ""
         lines.append(f"    {_dot_quote(a)} -> {_dot_quote(b)}{extra};")
     lines.append("}")
     return "\n".join(lines)
 
 
-def to_ascii(source: Source, *, snapshot: Snapshot | None = None) -> str:
+def to_ascii(
+    source: Source, *, snapshot: Snapshot | None = None, critical_path: Sequence[str] = ()
+) -> str:
     """The graph as an indented text tree: each root, then what depends on it, and so on.
 
     A task reached again (it has several upstream tasks) shows ``(see above)`` and is not
     expanded twice; detached tasks show ``(detached)``; with a snapshot or a plan, each task
     shows its status or action in brackets. With a snapshot, the run's root causes follow the
-    tree, apart from the cascades they caused (see :func:`root_cause_lines`).
+    tree, apart from the cascades they caused (see :func:`root_cause_lines`). Tasks on
+    ``critical_path`` show ``(critical)``, and the path follows the tree on a line of its own.
 
     >>> from flowplan.spec import Dependency, TaskSpec
     >>> a = TaskSpec("extract", lambda: 1)
@@ -203,6 +254,7 @@ def to_ascii(source: Source, *, snapshot: Snapshot | None = None) -> str:
     └── load
     """
     nodes, _, styles = _parts(source, snapshot)
+    on_path = frozenset(critical_path)
 
     def label(name: str, seen: bool) -> str:
         text = name
@@ -210,6 +262,8 @@ def to_ascii(source: Source, *, snapshot: Snapshot | None = None) -> str:
             text += f" [{styles[name].replace('_', ' ')}]"
         if graph is not None and name in graph.detached:
             text += " (detached)"
+        if name in on_path:
+            text += " (critical)"
         return text + (" (see above)" if seen else "")
 
     graph: TaskGraph | None = None
@@ -217,6 +271,8 @@ def to_ascii(source: Source, *, snapshot: Snapshot | None = None) -> str:
         graph = source.graph if isinstance(source, Plan) else source
     shown = source if isinstance(source, Snapshot) else snapshot
     causes = root_cause_lines(shown) if shown is not None else []
+    if critical_path:
+        causes.append("critical path: " + " → ".join(critical_path))
     if graph is None:
         return "\n".join([*(label(n, False) for n in nodes), *causes])
     lines: list[str] = []
@@ -241,6 +297,28 @@ def to_ascii(source: Source, *, snapshot: Snapshot | None = None) -> str:
                 )
             )
     return "\n".join([*lines, *causes])
+
+
+def to_networkx(graph: TaskGraph | Plan, snapshot: Snapshot) -> nx.DiGraph[str]:
+    """A run as a new ``networkx.DiGraph``, for networkx's algorithms and drawing tools.
+
+    Nodes and edges are :meth:`TaskGraph.to_networkx`'s (the spec, its options, the receiving
+    parameters); each node also carries what ``snapshot`` recorded: ``status`` (``"succeeded"``,
+    ``"failed"``, … or ``None`` for a task the run has no record of), ``attempts``,
+    ``duration_s`` (the last attempt's), ``started_at``/``finished_at`` (epoch seconds),
+    ``error``, ``error_type`` and ``error_kind`` (``None`` unless it failed), ``cached``,
+    ``outcome_reason`` and ``root_cause``.
+
+    >>> from flowplan.snapshot import TaskRecord, TaskStatus
+    >>> from flowplan.spec import TaskSpec
+    >>> graph = TaskGraph.build([TaskSpec("a", lambda: 1)])
+    >>> run = Snapshot("r", {"a": TaskRecord("a", TaskStatus.SUCCEEDED, attempts=1)})
+    >>> to_networkx(graph, run).nodes["a"]["status"]
+    'succeeded'
+    """
+    from flowplan._networkx import run_to_networkx
+
+    return run_to_networkx(graph.graph if isinstance(graph, Plan) else graph, snapshot)
 
 
 # -- tables ---------------------------------------------------------------------------------
