@@ -113,8 +113,8 @@ def as_result_serializer(
     raise InvalidOptionError(
         f"{owner}(serializer=...) expects an object with serialize(obj) -> bytes and "
         f"deserialize(data) -> object (or dumps/loads), got {serializer!r} "
-        f"({_name(serializer)}); pass JsonSerializer() or PickleSerializer(), or add those "
-        "two methods to your class",
+        f"({_name(serializer)}); pass flowplan.JsonSerializer() or "
+        "flowplan.PickleSerializer(), or give your class those two methods",
         option="serializer",
         value=serializer,
     )
