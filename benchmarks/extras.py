@@ -6,7 +6,9 @@ extra minus the same run without it, median of ``repeat``, µs per task, as wall
 (``perf_counter``) and as this process's CPU time (``process_time``: steadier on a shared
 machine; for the SQLite store, wall minus CPU is time spent waiting, e.g. for the disk). The
 hook's figure is per event (two events per task). Memory is tracemalloc's retained and peak
-bytes per task of one inline end-to-end run.
+bytes per task of one inline end-to-end run, and the peak of a chain of ``tasks`` and of
+``4 * tasks`` tasks each returning a fresh 100 KB value with ``retain_result=False``, inline and
+on threads: released values keep it flat in the chain's length on both drivers.
 
 ``python -m benchmarks`` measures the extras in a child process of their own
 (:func:`measure_extras_isolated`, i.e. ``python -m benchmarks.extras``), as each peer runs in
@@ -30,7 +32,16 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.core import declare, lattice
-from flowplan import CallbackHook, InlineExecutor, StructlogHook, TaskGraph, execute, plan
+from flowplan import (
+    CallbackHook,
+    Dependency,
+    InlineExecutor,
+    StructlogHook,
+    TaskGraph,
+    TaskSpec,
+    execute,
+    plan,
+)
 from flowplan.store import SqliteStateStore
 
 __all__ = ["measure_extras", "measure_extras_isolated", "render_extras"]
@@ -121,6 +132,39 @@ def measure_extras(tasks: int = 2_000, repeat: int = 3) -> list[dict[str, Any]]:
         }
     )
     rows.extend(_memory(tasks * 10))
+    rows.extend(_released_memory(tasks))
+    return rows
+
+
+_VALUE_BYTES = 100_000
+
+
+def _fresh_value(**_: object) -> bytes:
+    return bytes(_VALUE_BYTES)
+
+
+def _released_memory(tasks: int) -> list[dict[str, Any]]:
+    """Peak MB of released-value chains of ``tasks`` and ``4 * tasks``, inline and threads."""
+    rows: list[dict[str, Any]] = []
+    for driver in ("inline", "threads"):
+        for n in (tasks, 4 * tasks):
+            specs = [TaskSpec("v0", _fresh_value, retain_result=False)]
+            specs += [
+                TaskSpec(
+                    f"v{i}", _fresh_value, deps=(Dependency(f"v{i - 1}"),), retain_result=False
+                )
+                for i in range(1, n)
+            ]
+            the_plan = plan(TaskGraph.build(specs))
+            gc.collect()
+            tracemalloc.start()
+            try:
+                execute(the_plan, executor=InlineExecutor() if driver == "inline" else None)
+                peak = tracemalloc.get_traced_memory()[1]
+            finally:
+                tracemalloc.stop()
+            what = f"peak, chain of {n:,} released 100 KB, {driver}"
+            rows.append({"what": what, "us": peak / 1e6, "unit": "MB"})
     return rows
 
 

@@ -8,7 +8,10 @@ recomputed — any other is settled like a lost outcome (IN_DOUBT: override, ``r
 
 from __future__ import annotations
 
+import gc
 import sqlite3
+import tracemalloc
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +20,13 @@ import pytest
 import flowplan
 from flowplan import (
     Action,
+    CallbackHook,
+    Dependency,
     InlineExecutor,
     MemoryStore,
     NotDone,
     TaskGraph,
+    TaskSpec,
     TaskStatus,
     execute,
     plan,
@@ -264,3 +270,46 @@ def test_a_cache_miss_leaves_a_released_value_in_doubt_and_says_so(
     assert again.action("charge") is Action.IN_DOUBT
     execute(again, executor=InlineExecutor())
     assert payments.charges == ["ch_7"]
+
+
+# -- memory: released values do not pile up on the thread driver ----------------------------
+
+_MB = 1_000_000
+
+
+def _big(**_: bytes) -> bytes:
+    return bytes(_MB)  # a fresh 1 MB value per task
+
+
+def _chain_peak(n: int, driver: str) -> int:
+    """Peak traced bytes of a threaded run of an ``n``-task chain of released 1 MB values
+    (``driver``: the run's own threads, quiet or with a hook, or a ThreadPoolExecutor)."""
+    specs = [TaskSpec("t0", _big, retain_result=False)]
+    specs += [
+        TaskSpec(f"t{i}", _big, deps=(Dependency(f"t{i - 1}"),), retain_result=False)
+        for i in range(1, n)
+    ]
+    planned = plan(TaskGraph.build(specs))
+    gc.collect()
+    tracemalloc.start()
+    try:
+        if driver == "pool":
+            with ThreadPoolExecutor(4) as pool:
+                snap = execute(planned, executor=pool)
+        else:
+            hooks = [CallbackHook(lambda _: None)] if driver == "hooks" else []
+            snap = execute(planned, hooks=hooks)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert snap[f"t{n - 2}"].released
+    return peak
+
+
+@pytest.mark.parametrize("driver", ["quiet", "hooks", "pool"])
+def test_released_values_keep_thread_runs_flat_in_memory(driver: str) -> None:
+    # Each value is released once its consumer succeeded: whatever the chain's length, only a
+    # bounded number of them may be alive at once (queued for the scheduler included).
+    small, large = _chain_peak(60, driver), _chain_peak(240, driver)
+    assert large < 24 * _MB, f"peak {large / _MB:.0f} MB for 240 tasks of 1 MB"
+    assert large - small < 8 * _MB, f"peak grew {(large - small) / _MB:.0f} MB for 180 more"

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import threading
 import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -124,6 +125,12 @@ class _Run(TaskStarter):
         # successor has no other dependency; the worker runs it next itself (no round-trip).
         self.chain_next: dict[str, str] = {}
         self.chain_prev: dict[str, str] = {}
+        # ... and, set with them, the chained tasks whose values are released
+        # (retain_result=False) and the tokens bounding how many of their successes wait in
+        # the driver's queue: a worker running a chain ahead of the driver must not pile up
+        # values that are about to be released (see wait_for_driver / unlag).
+        self.lagged: frozenset[str] = frozenset()
+        self.lag: threading.Semaphore | None = None
         # Quiet thread runs: plain tasks a worker is running (no RUNNING record exists).
         self.running: set[str] = set()
         # Set by the driver: the isolation="process" tasks and their process pool, if any.
@@ -310,6 +317,26 @@ class _Run(TaskStarter):
         record = self.record(name)
         if record is not None and record.has_value:
             self.apply(TaskReleased(self.run_id, self.clock(), name))
+
+    def wait_for_driver(self) -> None:
+        """Worker side, before queueing the success of a task in ``lagged``: take a token,
+        waiting while too many such successes are queued (an aborted run waits for nothing)."""
+        lag = self.lag
+        assert lag is not None
+        while not lag.acquire(timeout=0.1):
+            if self.fatal is not None:
+                return
+
+    def unlag(self, item: TaskEvent | _Done) -> None:
+        """Driver side, once ``item`` is applied: give back the token of a lagged success."""
+        if type(item) is tuple:
+            name: str | None = item[0]
+        else:
+            assert not isinstance(item, tuple)
+            name = item.task if type(item) is TaskSucceeded else None
+        if name in self.lagged:
+            assert self.lag is not None
+            self.lag.release()
 
     # -- starting tasks -------------------------------------------------------------------
     def start(self) -> list[str]:

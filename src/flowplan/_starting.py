@@ -10,8 +10,9 @@ predecessor's value; a task with gates, retries or effects gets its :func:`task_
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from flowplan._effects import in_doubt_reason
 from flowplan._program import RunBudget, task_program
@@ -27,7 +28,11 @@ if TYPE_CHECKING:
     from flowplan._fanout import FanOut
     from flowplan.store import StateStore
 
-__all__ = ["TaskStarter", "input_values"]
+__all__ = ["QUEUED_RELEASED", "TaskStarter", "input_values"]
+
+QUEUED_RELEASED: Final = 8
+"""How many successes of chained tasks whose values are released (``retain_result=False``)
+may wait in the thread driver's queue at once: what bounds a chain's memory on threads."""
 
 
 def input_values(records: Mapping[str, TaskRecord | _Ok], names: Iterable[str]) -> dict[str, Any]:
@@ -62,6 +67,8 @@ class TaskStarter:
     run_set: set[str]
     chain_next: dict[str, str]
     chain_prev: dict[str, str]
+    lagged: frozenset[str]
+    lag: threading.Semaphore | None
     durable_starts: frozenset[str]
     fanout: FanOut | None
     caching: CacheRun | None
@@ -140,6 +147,12 @@ class TaskStarter:
             ):
                 self.chain_next[name] = succ
                 self.chain_prev[succ] = name
+        specs = graph.specs
+        chained = {*self.chain_next, *self.chain_prev}
+        lagged = frozenset(n for n in chained if not specs[n].retain_result)
+        if lagged:  # released values: their successes may not pile up in the driver's queue
+            self.lagged = lagged
+            self.lag = threading.Semaphore(QUEUED_RELEASED)
 
     def program(self, name: str) -> tuple[Any, dict[str, Any]]:
         """The :func:`task_program` of ``name`` (gates, retries, effects), and its kwargs."""

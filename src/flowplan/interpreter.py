@@ -108,6 +108,7 @@ def _plain_job(run: _Run, name: str, emit: Callable[[Any], None]) -> None:
     quiet = run.quiet
     specs = run.graph.specs
     chain_next = run.chain_next
+    lagged = run.lagged  # released values: wait for the driver before queueing more of them
     kwargs: dict[str, Any] | None = None
     try:
         while True:
@@ -135,6 +136,8 @@ def _plain_job(run: _Run, name: str, emit: Callable[[Any], None]) -> None:
                 return
             duration = (time.perf_counter() - start) * 1000
             _current.reset(token)
+            if lagged and name in lagged:
+                run.wait_for_driver()
             if quiet:
                 emit((name, started_at, clock(), value, duration))
             else:
@@ -191,9 +194,13 @@ def _plain_failed(
 def _apply(run: _Run, item: TaskEvent | _Done) -> list[str]:
     """Apply an event or a quiet ``_Done`` item; return the names that became ready."""
     if type(item) is tuple:
-        return run.done(*item)
-    assert not isinstance(item, tuple)
-    return run.apply(item)
+        ready = run.done(*item)
+    else:
+        assert not isinstance(item, tuple)
+        ready = run.apply(item)
+    if run.lag is not None:
+        run.unlag(item)
+    return ready
 
 
 def _run_inline(run: _Run) -> None:
@@ -437,6 +444,7 @@ def _run_owned(
     done = run.done
     apply = run.apply
     submit = workers.submit
+    lag = run.lag  # chained released values: each applied success gives a token back
     try:
         submit(run.start())
         while run.unfinished > 0:
@@ -446,6 +454,8 @@ def _run_owned(
             else:
                 assert not isinstance(item, tuple)
                 ready = apply(item)
+            if lag is not None:
+                run.unlag(item)
             if ready:
                 submit(ready)
     except BaseException as exc:  # an interrupt in this thread, or a store that cannot write
