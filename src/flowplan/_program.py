@@ -21,7 +21,7 @@ from typing import Any
 import attrs
 
 from flowplan import _watchdog
-from flowplan._effects import SETTLE_HINT, key_for, retry_may_overlap, settle
+from flowplan._effects import SETTLE_HINT, key_for, lineage_of, retry_may_overlap, settle
 from flowplan.attempt import NEVER_CANCELLED, AttemptContext, _current
 from flowplan.errors import RetryUntilError, TaskTimeoutError
 from flowplan.events import (
@@ -500,10 +500,12 @@ def _unwrap(result: Any) -> Any:
     return result
 
 
-# Sync attempts abandoned on timeout and maybe still running, by (run, task): a retry of a task
-# not marked ``idempotent`` waits for its abandoned attempt first, so the two never overlap.
-# Only timed-out attempts enter; the hot path pays one falsy-dict check.
-_abandoned: dict[tuple[str, TaskSpec[..., Any]], threading.Event] = {}
+# Sync attempts abandoned on timeout and maybe still running, by (lineage, task): an attempt
+# of a task not marked ``idempotent`` — a retry, or a resume of the run in this process, whose
+# run id differs but whose lineage (``_effects.lineage_of``) is the same — waits for its
+# abandoned attempt first, so the two never overlap. Only timed-out attempts enter; the hot
+# path pays one falsy-dict check.
+_abandoned: dict[tuple[str, str], threading.Event] = {}
 _abandoned_lock = threading.Lock()
 
 
@@ -514,17 +516,19 @@ def _abandon(spec: TaskSpec[..., Any], run_id: str, done: threading.Event) -> No
         for other in [key for key, event in _abandoned.items() if event.is_set()]:
             del _abandoned[other]
         if not done.is_set():
-            _abandoned[run_id, spec] = done
+            _abandoned[lineage_of(run_id), spec.name] = done
 
 
 def _abandoned_attempt(spec: TaskSpec[..., Any], run_id: str) -> threading.Event | None:
-    """The still-running abandoned attempt a retry of ``spec`` must wait for, if any."""
+    """The still-running abandoned attempt an attempt of ``spec`` in live run ``run_id`` must
+    wait for, if any: one of the same task in the same lineage (this run or one it resumes)."""
     if retry_may_overlap(spec):
         return None
+    key = (lineage_of(run_id), spec.name)
     with _abandoned_lock:
-        done = _abandoned.get((run_id, spec))
+        done = _abandoned.get(key)
         if done is not None and done.is_set():
-            del _abandoned[run_id, spec]
+            del _abandoned[key]
             return None
         return done
 

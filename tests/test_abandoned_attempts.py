@@ -1,0 +1,99 @@
+"""Abandoned (timed-out) attempts belong to the task's lineage: a resume never overlaps one.
+
+A sync attempt on a thread cannot be killed: on timeout it is abandoned and may go on
+running. A retry of the task waits for it (unless the task says running twice is harmless);
+so does a resume of the run in the same process, whichever run id it carries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from typing import Any
+
+import pytest
+
+import flowplan
+from flowplan import TaskGraph, TaskStatus, aexecute, execute, plan, task
+
+OUTLIVES_S = 1.5  # how long the first attempt runs on after its 0.2 s timeout
+
+
+class Body:
+    """A sync body whose first call outlives its timeout; records each call's span."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.running = 0
+        self.overlapped: list[int] = []
+        self.spans: dict[int, tuple[float, float]] = {}
+        self.calls = 0
+
+    def __call__(self) -> str:
+        with self.lock:
+            self.calls += 1
+            call = self.calls
+            self.running += 1
+            if self.running > 1:
+                self.overlapped.append(call)
+        started = time.monotonic()
+        try:
+            if call == 1:
+                time.sleep(OUTLIVES_S)
+            return f"call {call}"
+        finally:
+            with self.lock:
+                self.running -= 1
+                self.spans[call] = (started, time.monotonic())
+
+
+def _graph(body: Body, **options: Any) -> TaskGraph:
+    @task(timeout_s=0.2, **options)
+    def slow() -> str:
+        return body()
+
+    return TaskGraph.build([slow])
+
+
+@pytest.mark.parametrize("driver", ["threads", "asyncio"])
+def test_a_resume_never_overlaps_the_abandoned_attempt_of_its_run(
+    registry: flowplan.Registry, driver: str
+) -> None:
+    body = Body()
+    graph = _graph(body)
+
+    def run(planned: flowplan.Plan) -> flowplan.Snapshot:
+        if driver == "asyncio":
+            return asyncio.run(asyncio.wait_for(aexecute(planned), timeout=60))
+        return execute(planned)
+
+    first = run(plan(graph))
+    record = first["slow"]
+    assert record.status is TaskStatus.FAILED
+    assert record.error is not None
+    assert record.error.kind == "timeout"
+    assert body.calls == 1  # still running, abandoned
+
+    second = run(plan(graph, first))  # resumed at once, in this process, under a new run id
+    assert second.run_id != first.run_id
+    assert second.value("slow") == "call 2"
+    assert body.overlapped == []
+    assert body.spans[2][0] >= body.spans[1][1]  # started after the abandoned attempt ended
+
+    # and a resume of that resume belongs to the same lineage too
+    assert plan(graph, second).lineage_id == first.run_id
+
+
+def test_an_idempotent_task_may_resume_beside_its_abandoned_attempt(
+    registry: flowplan.Registry,
+) -> None:
+    body = Body()
+    graph = _graph(body, effect="idempotent")
+    first = execute(plan(graph))
+    assert first["slow"].status is TaskStatus.FAILED
+    started = time.monotonic()
+    second = execute(plan(graph, first))
+    assert second.value("slow") == "call 2"
+    assert time.monotonic() - started < OUTLIVES_S  # did not wait: running twice is harmless
+    assert body.overlapped == [2]
