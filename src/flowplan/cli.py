@@ -321,8 +321,12 @@ def _cmd_runs(args: argparse.Namespace) -> int:
         runs = store.list_runs()[-max(args.limit, 1) :]
         rows = []
         for info in reversed(runs):
-            snapshot = store.load(info.run_id)
             resumed = f" (resumes {info.resumed_from[:12]})" if info.resumed_from else ""
+            if info.damage is not None:  # its row cannot be read: say why, list the others
+                tasks = f"damaged: {info.damage}"
+            else:
+                snapshot = store.load(info.run_id)
+                tasks = status_counts(snapshot, reused=_reused(info, snapshot)) + resumed
             rows.append(
                 [
                     info.run_id[:12],
@@ -330,7 +334,7 @@ def _cmd_runs(args: argparse.Namespace) -> int:
                     info.status,
                     format_time(info.created_at),
                     format_duration(_duration_ms(info)),
-                    status_counts(snapshot, reused=_reused(info, snapshot)) + resumed,
+                    tasks,
                 ]
             )
     if not rows:

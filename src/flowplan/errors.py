@@ -276,7 +276,26 @@ class SerializationError(FlowplanError, ValueError):
 
 
 class StoreError(FlowplanError, RuntimeError):
-    """A state store cannot be opened, read or written (corrupt file, newer schema, I/O)."""
+    """A state store cannot be opened, read or written (corrupt file, newer schema, I/O).
+
+    Attributes:
+        path: the store's file, when the store has one (``None`` otherwise).
+        run_id: the run the problem concerns, e.g. the run whose row is damaged.
+        column: the damaged column of that run's row, when one is.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: str | None = None,
+        run_id: str | None = None,
+        column: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.path = path
+        self.run_id = run_id
+        self.column = column
 
 
 class LivenessError(FlowplanError, RuntimeError):

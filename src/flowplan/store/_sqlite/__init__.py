@@ -28,9 +28,16 @@ Guarantees and choices:
   A killed process then loses at most the unwritten batch — whole records only, never part
   of one — and resume runs those tasks again (their RUNNING rows may be missing, so
   ``recover`` cannot report them: they simply stay at their last committed state).
-* A schema version table. A file written by a newer flowplan, a file that is not a database
-  and a database that is not a flowplan store are refused with a
-  :class:`~flowplan.errors.StoreError` and left untouched.
+* A schema version table. A file written by a newer flowplan, a file that is not a database,
+  a database that is not a flowplan store, and a flowplan file whose version is not a positive
+  integer or whose ``runs``/``tasks`` tables lack a column or their primary key
+  (:mod:`._check`) are refused with a :class:`~flowplan.errors.StoreError` and left untouched.
+* A damaged ``runs`` row costs only its run: ``list_runs`` lists it with ``status="damaged"``
+  and ``RunInfo.damage``; ``load``/``get_run`` of it raise ``StoreError`` naming the run and
+  the column. Text that is not UTF-8 in a row never fails a whole read.
+* Strings UTF-8 cannot encode (lone surrogates) are stored reversibly
+  (:mod:`flowplan.store._sqltext`), and a failed write always rolls back: the write lock is
+  never kept.
 * Values go through a :class:`~flowplan.store.ResultSerializer` (JSON by default). A value that
   cannot be encoded makes ``save_record`` raise :class:`~flowplan.errors.SerializationError`
   *before* writing; the interpreter then records that task as failed with that error, so no

@@ -8,9 +8,11 @@ Columns are plain SQL types, so a run can be inspected with the ``sqlite3`` shel
 
 from __future__ import annotations
 
+import contextlib
 import json
+import math
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import attrs
@@ -28,8 +30,10 @@ __all__ = [
     "SCHEMA_VERSION",
     "START_TASK",
     "UPSERT_TASK",
+    "DamagedRowError",
     "Row",
     "RunInfo",
+    "damaged_run_info",
     "decode_record",
     "dump_names",
     "encode_record",
@@ -119,7 +123,11 @@ class RunInfo:
         targets: the targets of a subgraph run, ``None`` for a whole-DAG run.
         resumed_from: the run this one resumed, if any.
         finished_at: when it finished, or ``None`` while running (or after a crash).
-        status: ``"running"``, ``"succeeded"`` or ``"failed"``.
+        status: ``"running"``, ``"succeeded"`` or ``"failed"`` (``"damaged"`` with ``damage``).
+        damage: why the run's stored row cannot be read (which column, what is wrong), when
+            it cannot: ``list_runs`` still lists such a run, with ``status="damaged"`` and what
+            of the row could be read, and ``load``/``get_run`` of it raise ``StoreError``.
+            ``None`` for every intact run.
     """
 
     run_id: str
@@ -131,6 +139,7 @@ class RunInfo:
     resumed_from: str | None = None
     finished_at: float | None = None
     status: str = "running"
+    damage: str | None = None
 
 
 def planned_tasks(plan: Plan) -> tuple[str, ...]:
@@ -143,22 +152,89 @@ def dump_names(names: Iterable[str] | None) -> str | None:
     return None if names is None else json.dumps(list(names))
 
 
-def _load_names(text: str | None) -> tuple[str, ...] | None:
-    return None if text is None else tuple(str(n) for n in json.loads(text))
+class DamagedRowError(Exception):
+    """A ``runs`` row's column cannot be read (internal: the store reports it per run).
+
+    Attributes:
+        column: the column.
+        problem: what is wrong with its value, in words.
+    """
+
+    def __init__(self, column: str, problem: str) -> None:
+        super().__init__(f"column {column!r}: {problem}")
+        self.column = column
+        self.problem = problem
+
+
+def _names(value: object) -> tuple[str, ...]:
+    try:
+        names = json.loads(text(value))
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"not valid JSON ({exc})") from None
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise ValueError(f"not a JSON list of task names: {text(value)[:60]!r}")
+    return tuple(names)
+
+
+def _names_or_none(value: object) -> tuple[str, ...] | None:
+    return None if value is None else _names(value)
+
+
+def _time(value: object) -> float:
+    if type(value) not in (int, float) or not math.isfinite(value):  # type: ignore[arg-type]
+        raise ValueError(f"not a number of epoch seconds: {value!r:.60}")
+    return float(value)  # type: ignore[arg-type]
+
+
+def _time_or_none(value: object) -> float | None:
+    return None if value is None else _time(value)
+
+
+_RUN_FIELDS: tuple[tuple[str, Callable[[object], object]], ...] = (
+    ("run_id", text),
+    ("dag_name", text_or_none),
+    ("tasks", _names),
+    ("detached", lambda v: frozenset(_names(v))),
+    ("targets", _names_or_none),
+    ("resumed_from", text_or_none),
+    ("created_at", _time),
+    ("finished_at", _time_or_none),
+    ("status", text),
+)
+"""Each ``runs`` column (of :data:`RUN_COLUMNS`) and how it is read, i.e. checked."""
 
 
 def run_info(row: sqlite3.Row) -> RunInfo:
-    """A ``runs`` row (selected as :data:`RUN_COLUMNS`) as a :class:`RunInfo`."""
+    """A ``runs`` row (selected as :data:`RUN_COLUMNS`) as a :class:`RunInfo`.
+
+    Raises:
+        DamagedRowError: a column holds what flowplan never writes there (the first such column).
+    """
+    fields: dict[str, Any] = {}
+    for column, read in _RUN_FIELDS:
+        try:
+            fields[column] = read(row[column])
+        except (ValueError, TypeError) as exc:  # UnicodeDecodeError is a ValueError
+            problem = str(exc) if type(exc) is ValueError else f"{type(exc).__name__}: {exc}"
+            raise DamagedRowError(column, problem) from exc
+    return RunInfo(**fields)
+
+
+def damaged_run_info(row: sqlite3.Row, damage: DamagedRowError) -> RunInfo:
+    """What can be read of a damaged ``runs`` row, as a :class:`RunInfo` saying what is not."""
+    readable: dict[str, Any] = {}
+    for column, read in _RUN_FIELDS:
+        with contextlib.suppress(ValueError, TypeError):
+            readable[column] = read(row[column])
     return RunInfo(
-        run_id=text(row["run_id"]),
-        dag_name=text_or_none(row["dag_name"]),
-        tasks=_load_names(row["tasks"]) or (),
-        detached=frozenset(_load_names(row["detached"]) or ()),
-        targets=_load_names(row["targets"]),
-        resumed_from=text_or_none(row["resumed_from"]),
-        created_at=row["created_at"],
-        finished_at=row["finished_at"],
-        status=text(row["status"]),
+        run_id=readable.get("run_id", repr(row["run_id"])),
+        tasks=readable.get("tasks", ()),
+        created_at=readable.get("created_at", 0.0),
+        dag_name=readable.get("dag_name"),
+        resumed_from=readable.get("resumed_from"),
+        finished_at=readable.get("finished_at"),
+        status="damaged",
+        damage=str(damage),
     )
 
 
@@ -267,19 +343,21 @@ def decode_record(row: sqlite3.Row, serializer: ResultSerializer) -> TaskRecord:
             )
         return TaskRecord(
             name,
-            TaskStatus(row["status"]),
+            TaskStatus(text(row["status"])),
             attempts=int(row["attempts"]),
             value=serializer.loads(bytes(row["payload"])) if has_value else None,
             has_value=has_value,
             error=error,
-            started_at=row["started_at"],
-            finished_at=row["finished_at"],
+            started_at=_time_or_none(row["started_at"]),
+            finished_at=_time_or_none(row["finished_at"]),
             duration_ms=float(row["duration_ms"]),
             reason=text_or_none(row["reason"]),
             root_cause=text_or_none(row["root_cause"]),
             cached=bool(row["cached"]),
             step_key=text_or_none(row["step_key"]),
-            retry_delays=tuple(float(d) for d in json.loads(row["retry_delays"] or "[]")),
+            retry_delays=tuple(
+                float(d) for d in json.loads(text_or_none(row["retry_delays"]) or "[]")
+            ),
             released=bool(row["released"]),
             overridden=bool(row["overridden"]),
         )

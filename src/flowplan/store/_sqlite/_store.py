@@ -29,6 +29,7 @@ from flowplan.plan import Plan
 from flowplan.snapshot import Snapshot, TaskRecord, TaskStatus
 from flowplan.store._bytes_serializer import BytesSerializer, as_result_serializer
 from flowplan.store._serializers import ResultSerializer
+from flowplan.store._sqlite._check import schema_problem, schema_version_problem
 from flowplan.store._sqlite._process import own_identity, owner_alive
 from flowplan.store._sqlite._rows import (
     INSERT_TASK_IF_MISSING,
@@ -37,8 +38,10 @@ from flowplan.store._sqlite._rows import (
     SCHEMA_VERSION,
     START_TASK,
     UPSERT_TASK,
+    DamagedRowError,
     Row,
     RunInfo,
+    damaged_run_info,
     decode_record,
     dump_names,
     encode_record,
@@ -206,16 +209,12 @@ class SqliteStateStore:
             query = "SELECT name FROM sqlite_master WHERE type = 'table'"
             tables = {row[0] for row in conn.execute(query)}
             if "flowplan_schema" in tables:
-                found = conn.execute("SELECT MAX(version) FROM flowplan_schema").fetchone()[0]
-                if found is not None and found > SCHEMA_VERSION:
-                    raise StoreError(
-                        f"{where}: it uses schema version {found}, newer than this flowplan "
-                        f"supports ({SCHEMA_VERSION}); upgrade flowplan to read it"
-                    )
+                self._check_schema(conn, tables, where)
             elif tables - {"sqlite_sequence"}:
                 raise StoreError(
                     f"{where}: it is the SQLite database of something else (tables "
-                    f"{', '.join(sorted(tables))}); give the store a file of its own"
+                    f"{', '.join(sorted(tables))}); give the store a file of its own",
+                    path=self.path,
                 )
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = NORMAL")
@@ -229,12 +228,28 @@ class SqliteStateStore:
             conn.close()
             raise StoreError(
                 f"{where}: {exc}. The file was left untouched; point db_path at a new file or "
-                "at a store written by flowplan"
+                "at a store written by flowplan",
+                path=self.path,
             ) from exc
         except BaseException:
             conn.close()
             raise
         return conn
+
+    def _check_schema(self, conn: sqlite3.Connection, tables: set[str], where: str) -> None:
+        """Refuse a flowplan file whose schema version or tables this flowplan cannot use."""
+        problem, found = schema_version_problem(conn, SCHEMA_VERSION)
+        if found is not None and found > SCHEMA_VERSION:
+            raise StoreError(f"{where}: {problem}; the file was left untouched", path=self.path)
+        if not problem and (found is not None or tables & {"runs", "tasks"}):
+            problem = schema_problem(conn, tables)
+        if problem:
+            raise StoreError(
+                f"{where}: {problem}. The file was left untouched; it was changed by something "
+                "other than flowplan (an edit, another tool, a partial restore): restore it from "
+                "a backup, or point db_path at a new file",
+                path=self.path,
+            )
 
     def flush(self) -> None:
         """Commit the open batch of records (``commit_every > 1``); a no-op otherwise.
@@ -480,9 +495,9 @@ class SqliteStateStore:
                 conn.execute("BEGIN")  # one consistent read of the run and its tasks
                 try:
                     query = f"SELECT {RUN_COLUMNS} FROM runs WHERE run_id = ?"
-                    row = conn.execute(query, (run_id,)).fetchone()
+                    row = next(iter(_fetch_all(conn, query, (run_id,))), None)
                     query = "SELECT * FROM tasks WHERE run_id = ? ORDER BY rowid"
-                    rows = conn.execute(query, (run_id,)).fetchall()
+                    rows = _fetch_all(conn, query, (run_id,))
                     lineage = None if row is None else _lineage(conn, run_id)
                 finally:
                     conn.execute("COMMIT")
@@ -490,7 +505,17 @@ class SqliteStateStore:
                 raise StoreError(f"cannot read run {run_id!r} from {self.path!r}: {exc}") from exc
             if row is None:
                 raise self._unknown(run_id)
-            info = run_info(row)
+            try:
+                info = run_info(row)
+            except DamagedRowError as damage:
+                raise StoreError(
+                    f"run {run_id!r} in {self.path!r} is damaged: its {damage}. Only this run is "
+                    "affected (other runs are unaffected); repair the column with the sqlite3 "
+                    "shell or restore the file from a backup",
+                    path=self.path,
+                    run_id=run_id,
+                    column=damage.column,
+                ) from damage
             decoded = (decode_record(r, self.serializer) for r in rows)
             records = {record.name: record for record in decoded}
             snapshot = Snapshot(run_id, records, lineage_id=lineage)
@@ -500,7 +525,7 @@ class SqliteStateStore:
 
     def _unknown(self, run_id: str) -> UnknownTaskError:
         query = "SELECT run_id FROM runs ORDER BY created_at DESC LIMIT 200"
-        recent = [text(row[0]) for row in self._db().execute(query)]
+        recent = [r for row in self._db().execute(query) if (r := _readable(row[0])) is not None]
         hint, best = did_you_mean(run_id, recent)
         return UnknownTaskError(
             f"no run {run_id!r} in the SQLite store {self.path!r}; "
@@ -513,8 +538,11 @@ class SqliteStateStore:
     def load(self, run_id: str) -> Snapshot:
         """The latest snapshot of ``run_id`` (for ``plan(graph, snapshot)``, i.e. resume).
 
+        A task row that cannot be read loads as a FAILED record (it runs again on resume).
+
         Raises:
             UnknownTaskError: no run with that id ("did you mean ...").
+            StoreError: the run's own row is damaged (``run_id`` and ``column`` say where).
         """
         return self._read_run(run_id)[1]
 
@@ -523,18 +551,23 @@ class SqliteStateStore:
 
         Raises:
             UnknownTaskError: no run with that id ("did you mean ...").
+            StoreError: the run's row is damaged (``run_id`` and ``column`` say where).
         """
         return self._read_run(run_id)[0]
 
     def list_runs(self, dag_name: str | None = None) -> list[RunInfo]:
-        """Every run (of ``dag_name``, if given), oldest first."""
+        """Every run (of ``dag_name``, if given), oldest first.
+
+        A run whose row is damaged is listed too, with ``status="damaged"`` and ``damage``
+        saying which column holds what (see :class:`RunInfo`); the other runs are unaffected.
+        """
         sql, params = f"SELECT {RUN_COLUMNS} FROM runs", tuple[str, ...]()
         if dag_name is not None:
             sql, params = f"{sql} WHERE dag_name = ?", (dag_name,)
         with self._lock:
             self.flush()
-            rows = self._db().execute(f"{sql} ORDER BY created_at, rowid", params).fetchall()
-        return [run_info(row) for row in rows]
+            rows = _fetch_all(self._db(), f"{sql} ORDER BY created_at, rowid", params)
+        return [_listed(row) for row in rows]
 
     # -- recovery ---------------------------------------------------------------------------
     def recover(self) -> tuple[tuple[str, str], ...]:
@@ -587,14 +620,48 @@ class SqliteStateStore:
 
 
 def _lineage(conn: sqlite3.Connection, run_id: str) -> str | None:
-    """The first run of ``run_id``'s chain of resumes (``resumed_from`` links), or ``None``."""
+    """The first run of ``run_id``'s chain of resumes (``resumed_from`` links), or ``None``.
+
+    The chain stops at a link that cannot be read (a damaged row)."""
     seen = {run_id}
     lineage: str | None = None
     current = run_id
     while True:
-        found = conn.execute("SELECT resumed_from FROM runs WHERE run_id = ?", (current,))
-        parent = found.fetchone()
-        if parent is None or parent[0] is None or text(parent[0]) in seen:
+        query = "SELECT resumed_from FROM runs WHERE run_id = ?"
+        found = _fetch_all(conn, query, (current,))
+        parent = _readable(found[0][0]) if found else None
+        if parent is None or parent in seen:
             return lineage
-        current = lineage = text(parent[0])
+        current = lineage = parent
         seen.add(current)
+
+
+def _readable(value: object) -> str | None:
+    """A text column's string, or ``None`` when it is ``NULL`` or damaged."""
+    try:
+        return text_or_none(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _fetch_all(conn: sqlite3.Connection, sql: str, params: Sequence[object]) -> list[Any]:
+    """The rows of ``sql``. Text that is not UTF-8 (a damaged row) would fail the whole read:
+    then the rows are read again with every text as bytes, for each row's reader to decode
+    (:func:`~flowplan.store._sqltext.text`) and report what it cannot, row by row."""
+    try:
+        return conn.execute(sql, params).fetchall()
+    except sqlite3.OperationalError as exc:
+        if "UTF-8" not in str(exc):
+            raise
+    conn.text_factory = bytes  # the caller holds the store's lock: no other reader sees it
+    try:
+        return conn.execute(sql, params).fetchall()
+    finally:
+        conn.text_factory = str
+
+
+def _listed(row: Any) -> RunInfo:
+    try:
+        return run_info(row)
+    except DamagedRowError as damage:
+        return damaged_run_info(row, damage)
