@@ -16,7 +16,9 @@ Each line is written with one ``write`` on a file opened in append mode, then ``
 ``os.fsync``, so a killed process leaves at most one torn *last* line. A torn last line is
 skipped (and the next append starts on a fresh line). An unreadable line elsewhere, a line of a
 newer format, or a value that no longer decodes is skipped too and reported through the stdlib
-logger ``"flowplan"`` (warning level): the step simply runs again.
+logger ``"flowplan"`` (warning level): the step simply runs again. Every line the journal
+writes reads back: a value nested deeper than the C ``json`` parser's recursion limit (about
+1,000 levels) is parsed iteratively, as the SQLite store does.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 from flowplan._fanout import element_key, split_element
 from flowplan.errors import SerializationError, StoreError
 from flowplan.snapshot import Snapshot, TaskRecord, TaskStatus
-from flowplan.store._serializers import JsonSerializer, _reject_constant
+from flowplan.store._serializers import JsonSerializer, _parse, _reject_constant
 from flowplan.store._typed import RunTypes
 
 if TYPE_CHECKING:
@@ -245,9 +247,11 @@ class JournalStore:
     @staticmethod
     def _parse(raw: bytes) -> tuple[dict[str, Any] | None, str]:
         try:
-            entry = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
-        except RecursionError:
-            return None, "value nested too deeply for this reader"
+            line = raw.decode("utf-8")
+            try:
+                entry = json.loads(line, parse_constant=_reject_constant)
+            except RecursionError:  # nested deeper than json can parse: what we wrote is read
+                entry = _parse(line)
         except ValueError as exc:  # includes UnicodeDecodeError and JSONDecodeError
             return None, f"not a JSON line ({exc})"
         if not isinstance(entry, dict):
