@@ -97,3 +97,36 @@ def test_an_idempotent_task_may_resume_beside_its_abandoned_attempt(
     assert second.value("slow") == "call 2"
     assert time.monotonic() - started < OUTLIVES_S  # did not wait: running twice is harmless
     assert body.overlapped == [2]
+
+
+@pytest.mark.parametrize("driver", ["threads", "asyncio"])
+def test_reconcile_waits_for_the_abandoned_attempt_before_asking(
+    registry: flowplan.Registry, driver: str
+) -> None:
+    provider: list[str] = []  # what the payment provider recorded
+    calls: list[int] = []
+
+    def find_charge() -> str | flowplan.NotDoneType:
+        return provider[0] if provider else flowplan.NotDone
+
+    @task(timeout_s=0.2, effect="at_most_once", reconcile=find_charge)
+    def charge() -> str:
+        calls.append(len(calls) + 1)
+        if len(calls) == 1:
+            time.sleep(OUTLIVES_S)  # slow provider: the attempt times out, then goes through
+        provider.append(f"ch_{len(calls)}")
+        return provider[-1]
+
+    def run(planned: flowplan.Plan) -> flowplan.Snapshot:
+        if driver == "asyncio":
+            return asyncio.run(asyncio.wait_for(aexecute(planned), timeout=60))
+        return execute(planned)
+
+    graph = TaskGraph.build([charge])
+    first = run(plan(graph))
+    assert first["charge"].status is TaskStatus.IN_DOUBT
+    # resumed at once: asking the provider now would find nothing and charge again
+    second = run(plan(graph, first))
+    assert second.value(charge) == "ch_1"
+    assert provider == ["ch_1"]
+    assert calls == [1]

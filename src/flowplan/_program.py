@@ -533,6 +533,15 @@ def _abandoned_attempt(spec: TaskSpec[..., Any], run_id: str) -> threading.Event
         return done
 
 
+def still_running(spec: TaskSpec[..., Any], run_id: str) -> threading.Event | None:
+    """For a task of live run ``run_id`` about to be settled (in doubt): its abandoned attempt
+    still running in this process, if any, which its ``reconcile`` must not race (the effect
+    may still happen: asked too early, the callback would answer ``NotDone``)."""
+    if not _abandoned:
+        return None
+    return _abandoned_attempt(spec, run_id)
+
+
 def _capture(fn: Callable[[], Any]) -> tuple[bool, Any]:
     try:
         return True, fn()

@@ -30,6 +30,7 @@ from flowplan._program import (
     acall,
     call,
     run_program,
+    still_running,
     task_program,
 )
 from flowplan._remote import acall_remote, drive, fn_blobs, is_remote
@@ -63,6 +64,10 @@ def _job(run: _Run, name: str, emit: Callable[[TaskEvent], None]) -> None:
         if cancelled is not None:
             emit(cancelled)
             return
+        if name in run.plan.in_doubt:  # settled only once its abandoned attempt ended
+            prior = still_running(run.graph.specs[name], run.run_id)
+            if prior is not None:
+                prior.wait()
         program, kwargs = run.program(name)
         spec = run.graph.specs[name]
         isolated = run.isolated
@@ -533,6 +538,10 @@ async def aexecute(
             if cancelled is not None:
                 emit(cancelled)
                 return
+            if name in run.plan.in_doubt:  # settled only once its abandoned attempt ended
+                prior = still_running(run.graph.specs[name], run.run_id)
+                if prior is not None:
+                    await asyncio.to_thread(prior.wait)
             program, kwargs = run.program(name)
             spec = run.graph.specs[name]
             request = next(program)
