@@ -219,7 +219,9 @@ def task(
         when: gate over the dependency values; falsy → SKIPPED (spreads downstream).
         validate: contract over the dependency values; raising → FAILED, no retry.
         retry_until: predicate over the value; falsy → retry within the budget.
-        retain_result: ``False`` frees the value once no consumer needs it.
+        retain_result: ``False`` frees the value from memory once no consumer in the run
+            needs it (durable stores keep it). A later run that needs it while it is gone
+            recomputes it only for ``effect="pure"``; any other task is in doubt.
         version: explicit behaviour version for step keys.
         registry: register here instead of the active registry.
         idempotent: the body may run twice at once; a retry after a timeout then starts at

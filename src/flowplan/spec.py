@@ -258,7 +258,9 @@ class TaskSpec(Generic[P, R_co]):
         when: gate over the dependency values (keyword arguments); falsy → SKIPPED.
         validate: contract over the dependency values; raising → FAILED without retry.
         retry_until: predicate over the returned value; falsy → retry within the budget.
-        retain_result: ``False`` releases the value once no consumer can need it.
+        retain_result: ``False`` releases the value from memory once no consumer in the run
+            can need it (durable stores keep it). A later run that needs it while it is gone
+            recomputes it only for ``effect="pure"``; any other task is in doubt.
         version: explicit behaviour version for step keys; wins over the code hash.
         upstream_param: parameter receiving every dependency value as one ``dict``
             (disables named injection), as flowrun's ``upstream``.
