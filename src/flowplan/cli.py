@@ -27,7 +27,7 @@ import os
 import sys
 import traceback
 from collections.abc import Sequence
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from flowplan._cli_deps import check_context, load_context
 from flowplan._cli_runs import (
@@ -41,6 +41,7 @@ from flowplan._cli_runs import (
 )
 from flowplan._cli_target import Target, load_target, split_target
 from flowplan._estimate import store_history
+from flowplan._html import render_html
 from flowplan.cache import MemoryCache, ResultCache, SqliteCache
 from flowplan.errors import FlowplanError
 from flowplan.hooks import Hook
@@ -59,6 +60,9 @@ from flowplan.report import (
 )
 from flowplan.snapshot import Snapshot
 from flowplan.store import RunInfo, SqliteStateStore
+
+if TYPE_CHECKING:
+    from flowplan.graph import TaskGraph
 
 __all__ = ["main"]
 
@@ -151,6 +155,20 @@ def _parser() -> argparse.ArgumentParser:
     show = sub.add_parser("show", parents=[common], help="show one run, task by task")
     show.add_argument("run_id", metavar="RUN_ID", help="a run id, a unique prefix, or 'last'")
     show.set_defaults(func=_cmd_show)
+    report = sub.add_parser(
+        "report", parents=[common], help="write one run as a self-contained HTML page"
+    )
+    report.add_argument("run_id", metavar="RUN_ID", help="a run id, a unique prefix, or 'last'")
+    report.add_argument(
+        "--html", required=True, metavar="FILE", help="where to write the page ('-': stdout)"
+    )
+    report.add_argument(
+        "--target",
+        help="the definitions to draw the DAG from (default: the run's own, when it lies "
+        "inside the current directory)",
+    )
+    report.add_argument("--dag", help="the DAG, when the target is an Engine with several")
+    report.set_defaults(func=_cmd_report)
     graph = sub.add_parser("graph", parents=[common, targeted], help="draw the DAG")
     graph.add_argument("--format", choices=["mermaid", "dot", "ascii"], default="mermaid")
     graph.add_argument("--run", metavar="RUN_ID", help="color the tasks by this run's states")
@@ -363,6 +381,67 @@ def _cmd_show(args: argparse.Namespace) -> int:
     if causes:
         print()
         print("\n".join(causes))
+    return 0
+
+
+def _report_graph(
+    args: argparse.Namespace, recorded: tuple[str, str, str | None] | None
+) -> TaskGraph | None:
+    """The graph to draw a run with: ``--target``'s, or the run's own recorded target when it
+    lies inside the current directory (a store is not trusted to name code to import); else
+    ``None``, with a note on stderr."""
+    if args.target is not None:
+        return load_target(args.target, dag=args.dag).graph
+    if recorded is None:
+        print(
+            "flowplan: note: the run was not started by the flowplan command; pass --target "
+            "FILE_OR_MODULE[:obj] to draw its DAG",
+            file=sys.stderr,
+        )
+        return None
+    ref, workdir, dag = recorded
+    source, _ = split_target(ref)
+    here = os.path.realpath(os.getcwd())
+    path = os.path.realpath(os.path.join(workdir, source))
+    if os.path.exists(path) and os.path.commonpath([here, path]) != here:
+        print(
+            f"flowplan: note: not importing {path} (outside the current directory) to draw "
+            "the DAG; pass --target to draw it",
+            file=sys.stderr,
+        )
+        return None
+    return load_target(ref, dag=args.dag or dag, workdir=workdir).graph
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    with open_store(args.store, create=False) as store:
+        info = find_run(store, args.run_id)
+        snapshot = store.load(info.run_id)
+        recorded = read_target(args.store, info.run_id)
+    graph = _report_graph(args, recorded)
+    reused = _reused(info, snapshot)
+    facts = [
+        ("dag", info.dag_name or "-"),
+        ("started", format_time(info.created_at)),
+        ("duration", format_duration(_duration_ms(info))),
+    ]
+    if info.resumed_from:
+        facts.append(("resumes", info.resumed_from))
+    page = render_html(
+        graph,
+        snapshot,
+        reused=reused,
+        facts=facts,
+        status=info.status,
+        counts=status_counts(snapshot, reused=reused),
+        root_lines=root_cause_lines(snapshot),
+    )
+    if args.html == "-":
+        sys.stdout.write(page)
+    else:
+        with open(args.html, "w", encoding="utf-8", errors="backslashreplace") as out:
+            out.write(page)
+        print(f"wrote {args.html}")
     return 0
 
 

@@ -21,6 +21,8 @@ from flowplan.snapshot import Snapshot, TaskRecord, TaskStatus
 if TYPE_CHECKING:
     import networkx as nx
 
+    from flowplan.events import Event
+
 __all__ = [
     "format_duration",
     "format_table",
@@ -30,6 +32,7 @@ __all__ = [
     "status_counts",
     "to_ascii",
     "to_dot",
+    "to_html",
     "to_mermaid",
     "to_networkx",
 ]
@@ -297,6 +300,55 @@ def to_ascii(
                 )
             )
     return "\n".join([*lines, *causes])
+
+
+def to_html(
+    source: TaskGraph | Plan | None,
+    snapshot: Snapshot,
+    *,
+    events: Sequence[Event] = (),
+    reused: Iterable[str] = (),
+    title: str | None = None,
+) -> str:
+    """A run as one self-contained HTML page (works offline: no script, no external file).
+
+    At the top, the run's summary and root causes; then the DAG drawn as SVG, coloured by
+    status (skipped and cancelled apart from failed; root causes with a thick border); a
+    timeline of every attempt (retries, backoff waits hatched, timeouts in purple) with the
+    run's critical path — the chain of waits that ended it — highlighted; and a table of every
+    task with its attempts, duration, error (traceback folded) and root cause. Large runs stay
+    usable: the graph and the timeline scroll in boxes of their own.
+
+    Args:
+        source: the run's graph (or plan), or ``None`` to skip the drawing.
+        snapshot: the run.
+        events: the run's events (e.g. ``RecordingHook().events``): attempts are then exact;
+            without them, each task's earlier attempts are reconstructed from its record.
+        reused: tasks reused from an earlier run (drawn and counted as reused).
+        title: the page's title (default: ``flowplan run RUN_ID``).
+
+    >>> from flowplan.snapshot import TaskRecord, TaskStatus
+    >>> from flowplan.spec import TaskSpec
+    >>> graph = TaskGraph.build([TaskSpec("<load>", lambda: 1)])
+    >>> run = Snapshot("r", {"<load>": TaskRecord("<load>", TaskStatus.SUCCEEDED, attempts=1,
+    ...                                           started_at=1.0, finished_at=2.0)})
+    >>> page = to_html(graph, run)
+    >>> page.startswith("<!DOCTYPE html>"), "&lt;load&gt;" in page, "<load>" in page
+    (True, True, False)
+    """
+    from flowplan._html import render_html
+
+    graph = source.graph if isinstance(source, Plan) else source
+    again = frozenset(reused)
+    return render_html(
+        graph,
+        snapshot,
+        events=events,
+        reused=again,
+        title=title,
+        counts=status_counts(snapshot, reused=again),
+        root_lines=root_cause_lines(snapshot),
+    )
 
 
 def to_networkx(graph: TaskGraph | Plan, snapshot: Snapshot) -> nx.DiGraph[str]:
