@@ -18,6 +18,7 @@ from flowplan import Registry, TaskGraph, TaskStatus, execute, plan, task
 from flowplan.engine import SqliteStateStore
 from reliability_helpers import (
     EXPECTED,
+    PROCESS_LIMIT,
     TASKS,
     journalled,
     latest_sqlite,
@@ -302,3 +303,125 @@ def test_a_child_dies_with_its_killed_parent_and_the_effect_happens_once(
     assert resumed.returncode == 0, err
     assert out.strip() == "succeeded"
     assert len(effect.read_text(encoding="utf-8").splitlines()) == 1
+
+
+# -- ownership: one live owner per lineage of runs ---------------------------------------------
+
+OWNED = Path(__file__).parent / "_scripts" / "owner_pipeline.py"
+OWNED_EFFECTS = ("charge", "notify", "step0", "step1", "step2", "step3", "step4", "step5")
+
+
+def _owner_process(root: Path, run_id: str, prev: str | None, **env: str) -> subprocess.Popen[str]:
+    environ = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), **env}
+    args = [str(root / "state.db"), str(root / "effects.txt"), run_id, *([prev] if prev else [])]
+    return subprocess.Popen(
+        [sys.executable, str(OWNED), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=environ,
+    )
+
+
+def _finished(proc: subprocess.Popen[str]) -> tuple[int, str]:
+    out, err = proc.communicate(timeout=PROCESS_LIMIT)
+    assert proc.returncode in (0, 3), err
+    return proc.returncode, out.strip()
+
+
+def _effects(root: Path) -> list[str]:
+    path = root / "effects.txt"
+    if not path.exists():
+        return []
+    return sorted(line.split()[0] for line in path.read_text(encoding="utf-8").splitlines())
+
+
+def _failed_first_run(root: Path) -> None:
+    """Run ``first``: ``gate`` fails, so every effect is left for a resume."""
+    code, out = _finished(_owner_process(root, "first", None))
+    assert (code, out.split()[:2]) == (0, ["ran", "failed"])
+    assert _effects(root) == []
+    (root / "effects.txt.ok").touch()  # the "fix": resumes succeed now
+
+
+def _task_running(db: Path, run_id: str, name: str) -> bool:
+    with SqliteStateStore(db) as store:
+        return store.load(run_id)[name].status is TaskStatus.RUNNING
+
+
+def _wait_for(path: Path, proc: subprocess.Popen[str]) -> None:
+    deadline = time.monotonic() + PROCESS_LIMIT
+    while not path.exists():
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, f"{path.name} never appeared"
+        time.sleep(0.01)
+
+
+def test_three_processes_racing_to_resume_one_run_run_it_once(tmp_path: Path) -> None:
+    """Three processes resume the same failed run at the same moment: exactly one runs its
+    tasks (each effect, the at-most-once and the detached one included, happens once); the
+    other two get RunOwnedError naming the owner."""
+    _failed_first_run(tmp_path)
+    go = tmp_path / "go"
+    procs = [
+        _owner_process(tmp_path, f"resume-{i}", "first", OWNER_GO=str(go), OWNER_STEP="0.5")
+        for i in range(3)
+    ]
+    deadline = time.monotonic() + PROCESS_LIMIT
+    while len(list(tmp_path.glob("go.ready.*"))) < len(procs):  # all imported, store open
+        assert all(p.poll() is None for p in procs), [p.communicate() for p in procs]
+        assert time.monotonic() < deadline, "the resumers never got ready"
+        time.sleep(0.01)
+    go.touch()
+    results = sorted(_finished(proc) for proc in procs)
+    assert [code for code, _ in results] == [0, 3, 3], results
+    assert results[0][1] == "ran succeeded"
+    for _, out in results[1:]:
+        assert out.startswith("owned: run 'resume-")
+        assert "is live in live process" in out
+        assert "kill" in out  # how to take over a hung owner
+    assert _effects(tmp_path) == sorted(OWNED_EFFECTS)
+
+
+def test_a_killed_owner_is_taken_over_and_a_live_one_is_not(tmp_path: Path) -> None:
+    """While the resuming process lives, a second resume is refused; once it is SIGKILLed,
+    the next resume takes its run over and finishes it, repeating no recorded effect."""
+    _failed_first_run(tmp_path)
+    owner = _owner_process(tmp_path, "second", "first", OWNER_HOLD="600")
+    _wait_for(tmp_path / "effects.txt.holding", owner)
+    code, out = _finished(_owner_process(tmp_path, "third", "second"))
+    assert code == 3
+    assert f"is live in live process {owner.pid} on this host" in out
+    owner.send_signal(signal.SIGKILL)
+    owner.communicate(timeout=30)
+    code, out = _finished(_owner_process(tmp_path, "fourth", "second"))
+    assert (code, out) == (0, "ran succeeded")
+    assert _effects(tmp_path) == sorted(OWNED_EFFECTS)  # charge (recorded) was not repeated
+
+
+def test_recover_never_touches_a_run_resumed_under_its_own_id(tmp_path: Path) -> None:
+    """The first owner of run ``first`` is SIGKILLed; another process resumes it under the
+    same id. ``recover=True`` elsewhere must see the new, live owner: it fails nothing."""
+    (tmp_path / "effects.txt.ok").touch()
+    first = _owner_process(tmp_path, "first", None, OWNER_HOLD="600")
+    _wait_for(tmp_path / "effects.txt.holding", first)
+    first.send_signal(signal.SIGKILL)
+    first.communicate(timeout=30)
+    (tmp_path / "effects.txt.holding").unlink()
+    again = _owner_process(tmp_path, "first", "first", OWNER_HOLD="600")
+    _wait_for(tmp_path / "effects.txt.holding", again)
+    db = tmp_path / "state.db"
+    deadline = time.monotonic() + PROCESS_LIMIT
+    while not _task_running(db, "first", "step0") and time.monotonic() < deadline:
+        time.sleep(0.01)  # its RUNNING row may commit a moment after the body starts
+    try:
+        with SqliteStateStore(db, recover=True) as store:
+            assert store.recover() == ()
+            assert store.get_run("first").status == "running"
+            assert store.load("first")["step0"].status is TaskStatus.RUNNING
+    finally:
+        again.send_signal(signal.SIGKILL)
+        again.communicate(timeout=30)
+    with SqliteStateStore(db, recover=True) as store:  # now it is dead: recovered
+        assert store.get_run("first").status == "failed"
+        assert store.load("first")["step0"].status is TaskStatus.FAILED

@@ -176,11 +176,17 @@ class _Run(TaskStarter):
             self.caching = CacheRun(plan.cache_plan, plan.graph, context)
             self.caching.seed(plan.reused)
         self.started = time.perf_counter()
+        self.refused: BaseException | None = None  # the store's refusal to begin the run
 
     # -- events ---------------------------------------------------------------------------
     def emit(self, event: Event) -> None:
         if self.store is not None and isinstance(event, RunStarted):
-            self.store.begin_run(self.plan)
+            try:
+                self.store.begin_run(self.plan)
+            except BaseException as exc:  # e.g. RunOwnedError: the run never began
+                self.store = None  # nothing more of it is written: the store is another's
+                self.refused = exc
+                raise
         if self.dispatch:
             self.dispatch(event)
 
@@ -376,6 +382,9 @@ class _Run(TaskStarter):
         CANCELLED; ``RunFinished`` is emitted; ``exc`` is raised carrying the snapshot as
         ``flowplan_snapshot``. A store write that fails stops further writes (best effort).
         """
+        if exc is self.refused:  # the store refused the run before it began: nothing ran
+            forget_lineage(self.run_id)
+            raise exc
         self.fatal = exc
         why = f"the run was interrupted by {type(exc).__name__}"
         info = ErrorInfo.from_exception(exc, kind="interrupted")

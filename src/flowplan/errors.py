@@ -25,6 +25,7 @@ __all__ = [
     "LivenessError",
     "MissingExtraError",
     "RetryUntilError",
+    "RunOwnedError",
     "SerializationError",
     "SignatureMismatchError",
     "StoreError",
@@ -296,6 +297,53 @@ class StoreError(FlowplanError, RuntimeError):
         self.path = path
         self.run_id = run_id
         self.column = column
+
+
+class RunOwnedError(FlowplanError, RuntimeError):
+    """A run cannot start: its lineage (the run and the runs resumed from it) has a live owner.
+
+    One process (and in it one run) at a time owns a lineage in a store; a second ``execute``,
+    resume or ``flowplan resume`` of it is refused while the owner lives. A dead owner is taken
+    over by the next run; this error says who owns the lineage and how to take it over.
+
+    Attributes:
+        run_id: the run that was refused.
+        lineage_id: the lineage it belongs to (the first run of its chain of resumes).
+        owner_run_id: the run that owns the lineage.
+        owner_pid: the owner's process id.
+        owner_host: the owner's host name.
+        owner_since: when the owner took the lineage (epoch seconds).
+        lease_until: when another host may take the lineage over if the owner stops renewing
+            its lease (epoch seconds).
+        orphan_pid: the process id of a still-running attempt of the dead owner that keeps the
+            lineage (an ``at_most_once`` attempt's child process), else ``None``.
+        task: the task that orphaned attempt runs, else ``None``.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        run_id: str,
+        lineage_id: str,
+        owner_run_id: str,
+        owner_pid: int,
+        owner_host: str,
+        owner_since: float,
+        lease_until: float,
+        orphan_pid: int | None = None,
+        task: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.run_id = run_id
+        self.lineage_id = lineage_id
+        self.owner_run_id = owner_run_id
+        self.owner_pid = owner_pid
+        self.owner_host = owner_host
+        self.owner_since = owner_since
+        self.lease_until = lease_until
+        self.orphan_pid = orphan_pid
+        self.task = task
 
 
 class LivenessError(FlowplanError, RuntimeError):

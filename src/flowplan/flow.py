@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import enum
 import os
+import threading
 from collections.abc import Coroutine, Iterable, Mapping
 from concurrent.futures import Executor
 from types import MappingProxyType
@@ -35,6 +36,7 @@ from flowplan.report import root_cause_lines
 from flowplan.snapshot import Snapshot, TaskRecord, TaskStatus
 from flowplan.spec import MappedTaskSpec, TaskSpec
 from flowplan.store._journal import JournalStore
+from flowplan.store._owner import DEFAULT_LEASE_S, Owner, drop, new_owner, owned_error
 from flowplan.store._protocol import StateStore
 
 if TYPE_CHECKING:
@@ -326,6 +328,8 @@ class Flow:
         self._overrides: dict[str | TaskSpec[..., Any], object] = {}
         self._view = Snapshot("", {})
         self._results: dict[str, StepResult] = {}
+        self._running: Owner | None = None  # the run live on some thread, if any
+        self._running_lock = threading.Lock()
 
     # -- running --------------------------------------------------------------------------
     def run(self) -> dict[str, StepResult]:
@@ -475,6 +479,12 @@ class Flow:
         )
         stores = tuple(s for s in (self.journal, self._store) if s is not None)
         store = stores[0] if len(stores) == 1 else _Stores(*stores) if stores else None
+        with self._running_lock:  # one run of a Flow at a time (its snapshot is one lineage)
+            live = self._running
+            if live is not None:
+                lineage = the_plan.lineage_id or the_plan.run_id
+                raise owned_error(the_plan.run_id, lineage, live, "this Flow")
+            self._running = owner = new_owner(the_plan.run_id, DEFAULT_LEASE_S)
         try:
             snapshot = execute(
                 the_plan,
@@ -491,7 +501,12 @@ class Flow:
             if isinstance(partial, Snapshot):
                 self._settle(graph, partial)
             raise
-        self._settle(graph, snapshot)
+        else:
+            self._settle(graph, snapshot)
+        finally:  # settled first: a run started next plans from this one's snapshot
+            with self._running_lock:
+                self._running = None
+            drop(owner.owner_id)
         return dict(self._results)
 
     def _settle(self, graph: TaskGraph, snapshot: Snapshot) -> None:

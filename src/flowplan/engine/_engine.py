@@ -290,6 +290,13 @@ class Engine:
                 retry_budget=self.config.retry_budget,
                 process_workers=self.process_workers,
             )
+        except BaseException:
+            # a run refused before it began keeps no ownership of its lineage (one that began
+            # gave it up when it finished)
+            release = getattr(self.state_store, "release_run", None)
+            if release is not None:
+                release(run_id)
+            raise
         finally:
             self._active_runs -= 1
             if self._closed and self._active_runs == 0:

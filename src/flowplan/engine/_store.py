@@ -21,6 +21,7 @@ from flowplan.errors import UnknownTaskError
 from flowplan.plan import Plan
 from flowplan.snapshot import Snapshot, TaskRecord, TaskStatus
 from flowplan.store import RunInfo
+from flowplan.store._owner import DEFAULT_LEASE_S, Owner, drop, new_owner, owned_error, owner_live
 from flowplan.store._sqlite._rows import planned_tasks
 
 __all__ = ["InMemoryStateStore", "StateStore", "StateStoreProtocol"]
@@ -76,6 +77,38 @@ class InMemoryStateStore:
     def __init__(self) -> None:
         self._runs: dict[str, tuple[RunInfo, dict[str, TaskRecord]]] = {}
         self._lock = threading.Lock()
+        # Ownership (``flowplan.store._owner``): lineage → its owner, and run id → (its owner,
+        # its lineage, whether it began) for the runs started here that have not finished.
+        self._lineage_owners: dict[str, Owner] = {}
+        self._owners: dict[str, tuple[Owner, str, bool]] = {}
+
+    def _claim(self, plan: Plan) -> None:
+        """Own ``plan``'s lineage (call with the lock held).
+
+        Raises:
+            RunOwnedError: a run still live on another thread owns it.
+        """
+        lineage = plan.lineage_id or plan.run_id
+        current = self._lineage_owners.get(lineage)
+        if current is not None and owner_live(current):
+            raise owned_error(plan.run_id, lineage, current, "this InMemoryStateStore")
+        old = self._owners.pop(plan.run_id, None)
+        if old is not None:
+            drop(old[0].owner_id)
+        owner = new_owner(plan.run_id, DEFAULT_LEASE_S)
+        self._lineage_owners[lineage] = owner
+        self._owners[plan.run_id] = (owner, lineage, False)
+
+    def release_run(self, run_id: str) -> None:
+        """Give up the ownership of ``run_id``'s lineage (a run created that never starts)."""
+        with self._lock:
+            held = self._owners.pop(run_id, None)
+            if held is None:
+                return
+            owner, lineage, _ = held
+            drop(owner.owner_id)
+            if self._lineage_owners.get(lineage) is owner:
+                del self._lineage_owners[lineage]
 
     def create_run(
         self,
@@ -85,7 +118,11 @@ class InMemoryStateStore:
         targets: Sequence[str] | None = None,
         resumed_from: str | None = None,
     ) -> None:
-        """Record a new run with a PENDING record per planned task."""
+        """Record a new run with a PENDING record per planned task; it owns its lineage.
+
+        Raises:
+            RunOwnedError: a run of the same lineage is still live on another thread.
+        """
         tasks = planned_tasks(plan)
         info = RunInfo(
             run_id=plan.run_id,
@@ -97,15 +134,34 @@ class InMemoryStateStore:
             resumed_from=resumed_from,
         )
         with self._lock:
+            self._claim(plan)
             self._runs[plan.run_id] = (info, {n: TaskRecord(n, TaskStatus.PENDING) for n in tasks})
 
     def begin_run(self, plan: Plan) -> None:
-        """A run starts; it is created here unless :meth:`create_run` did it."""
+        """A run starts; it is created here unless :meth:`create_run` did it.
+
+        Raises:
+            RunOwnedError: a run of the same lineage is still live on another thread.
+        """
         with self._lock:
+            held = self._owners.get(plan.run_id)
+            if held is not None and not held[2]:  # created by create_run: it starts now
+                self._owners[plan.run_id] = (held[0], held[1], True)
+                return
             known = plan.run_id in self._runs
+            if known:  # resumed under its own id
+                self._claim(plan)
+                info, records = self._runs[plan.run_id]
+                self._runs[plan.run_id] = (
+                    attrs.evolve(info, status="running", finished_at=None),
+                    records,
+                )
         if not known:  # a resume records its lineage (idempotency keys survive a reload)
             lineage = plan.lineage_id if plan.lineage_id != plan.run_id else None
             self.create_run(plan, dag_name=None, resumed_from=lineage or None)
+        with self._lock:
+            held = self._owners[plan.run_id]
+            self._owners[plan.run_id] = (held[0], held[1], True)
 
     def save_record(self, run_id: str, record: TaskRecord) -> None:
         """Keep ``record`` as its task's latest state."""
@@ -118,6 +174,7 @@ class InMemoryStateStore:
             info, records = self._entry(snapshot.run_id)
             finished = attrs.evolve(info, status=status, finished_at=time.time())
             self._runs[snapshot.run_id] = (finished, records)
+        self.release_run(snapshot.run_id)  # its lineage may be resumed now
 
     def _entry(self, run_id: str) -> tuple[RunInfo, dict[str, TaskRecord]]:
         entry = self._runs.get(run_id)

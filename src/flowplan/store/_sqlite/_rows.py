@@ -43,7 +43,9 @@ __all__ = [
     "start_params",
 ]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""1: runs and tasks. 2: + ``run_owners`` (run ownership, ``_owners.py``); a version-1 file is
+migrated on open (the table is created, the version raised)."""
 SCHEMA = (
     "CREATE TABLE IF NOT EXISTS flowplan_schema (version INTEGER NOT NULL)",
     "CREATE TABLE IF NOT EXISTS runs (run_id TEXT PRIMARY KEY, dag_name TEXT, "
@@ -62,6 +64,10 @@ SCHEMA = (
     # status at each write. Files written before keep working; their old index is dropped.
     "CREATE INDEX IF NOT EXISTS tasks_running ON tasks (run_id, name) WHERE status = 'running'",
     "DROP INDEX IF EXISTS tasks_by_status",
+    # Version 2: the live owner of each lineage of runs (see ``_owners.py``).
+    "CREATE TABLE IF NOT EXISTS run_owners (lineage_id TEXT PRIMARY KEY, run_id TEXT NOT NULL, "
+    "owner_id TEXT NOT NULL, owner_pid INTEGER NOT NULL, owner_token TEXT NOT NULL, "
+    "owner_host TEXT NOT NULL, since REAL NOT NULL, lease_until REAL NOT NULL)",
 )
 _TASK_COLUMNS = (
     "run_id",

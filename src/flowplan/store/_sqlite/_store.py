@@ -28,7 +28,9 @@ from flowplan.errors import (
 from flowplan.plan import Plan
 from flowplan.snapshot import Snapshot, TaskRecord, TaskStatus
 from flowplan.store._bytes_serializer import BytesSerializer, as_result_serializer
+from flowplan.store._owner import DEFAULT_LEASE_S, Heartbeat, Owner, drop
 from flowplan.store._serializers import ResultSerializer
+from flowplan.store._sqlite import _owners
 from flowplan.store._sqlite._check import schema_problem, schema_version_problem
 from flowplan.store._sqlite._process import own_identity, owner_alive
 from flowplan.store._sqlite._rows import (
@@ -136,12 +138,19 @@ class SqliteStateStore:
             rows may be missing for ``recover``. Other processes see a batch once written.
         commit_interval_s: with ``commit_every > 1``, also commit a batch once its first record
             is this many seconds old (``None``: no time limit).
+        owner_lease_s: a run started through this store owns its lineage (the run and the
+            runs resumed from it) until it finishes: a second run of the lineage is refused with
+            :class:`~flowplan.errors.RunOwnedError` while the owner lives. On this host a dead
+            owner (pid and start token) is taken over at once; another host's owner is taken
+            over once its lease expires, this many seconds after its last renewal (renewed
+            every quarter of it while the run lives).
 
     Raises:
         StoreError: the file is not a database, belongs to something else, or was written by
             a newer flowplan (the file is left untouched).
-        InvalidOptionError: ``cache_ttl_s``, ``busy_timeout_s``, ``commit_every`` or
-            ``commit_interval_s`` is out of range, or ``serializer`` has neither pair of methods.
+        InvalidOptionError: ``cache_ttl_s``, ``busy_timeout_s``, ``commit_every``,
+            ``commit_interval_s`` or ``owner_lease_s`` is out of range, or ``serializer`` has
+            neither pair of methods.
 
     >>> with SqliteStateStore(":memory:") as store:
     ...     store.list_runs()
@@ -158,8 +167,10 @@ class SqliteStateStore:
         busy_timeout_s: float = 5.0,
         commit_every: int = 1,
         commit_interval_s: float | None = None,
+        owner_lease_s: float = DEFAULT_LEASE_S,
     ) -> None:
         _check_seconds("cache_ttl_s", cache_ttl_s)
+        _check_seconds("owner_lease_s", owner_lease_s)
         _check_seconds("busy_timeout_s", busy_timeout_s)
         _check_seconds("commit_interval_s", commit_interval_s)
         if type(commit_every) is not int or commit_every < 1:  # bool is refused too
@@ -185,6 +196,11 @@ class SqliteStateStore:
         self.cache_ttl_s = cache_ttl_s
         self._cache: dict[str, tuple[float, RunInfo, Snapshot]] = {}
         self._lock = threading.RLock()
+        # Ownership (``_owner``): run id → (its owner, its lineage, whether it began) for the
+        # runs this store started and that have not finished; a heartbeat renews their leases.
+        self.owner_lease_s = owner_lease_s
+        self._owners: dict[str, tuple[Owner, str, bool]] = {}
+        self._heartbeat = Heartbeat(self._renew, max(owner_lease_s / 4, 0.05))
         self._conn: sqlite3.Connection | None = self._open(busy_timeout_s)
         if recover:
             self.recover()
@@ -223,6 +239,8 @@ class SqliteStateStore:
                 conn.execute(statement)
             if conn.execute("SELECT COUNT(*) FROM flowplan_schema").fetchone()[0] == 0:
                 conn.execute("INSERT INTO flowplan_schema (version) VALUES (?)", (SCHEMA_VERSION,))
+            else:  # migrate: an older file got the tables it lacked above (version 2: owners)
+                conn.execute("UPDATE flowplan_schema SET version = ?", (SCHEMA_VERSION,))
             conn.execute("COMMIT")
         except sqlite3.DatabaseError as exc:
             conn.close()
@@ -305,6 +323,10 @@ class SqliteStateStore:
                 try:
                     self.flush()
                 finally:
+                    self._heartbeat.stop()
+                    for run_id in list(self._owners):  # runs left unfinished own nothing now
+                        with contextlib.suppress(StoreError):
+                            self.release_run(run_id)
                     self._conn.close()
                     self._conn = None
             self._cache.clear()
@@ -378,39 +400,47 @@ class SqliteStateStore:
         """Record a new run, its metadata and a PENDING row per planned task, in one commit.
 
         Raises:
+            RunOwnedError: another live run owns the plan's lineage (nothing is written).
             StoreError: the database cannot be written.
         """
         tasks = planned_tasks(plan)
-        self._types.bind(plan.run_id, plan.graph)
-        owner = own_identity()
+        identity = own_identity()
         now = time.time()
         detached = sorted(plan.graph.detached.intersection(tasks))
         run_row = (plan.run_id, dag_name, dump_names(tasks), dump_names(detached))
-        run_row_rest = (dump_names(targets), resumed_from, now, None, "running", *owner)
+        run_row_rest = (dump_names(targets), resumed_from, now, None, "running", *identity)
         with self._lock:
             self.flush()
             conn = self._db()
+            lineage = plan.lineage_id or plan.run_id
+            owner: Owner | None = None
             try:
                 conn.execute("BEGIN IMMEDIATE")
+                owner = _owners.claim(conn, plan.run_id, lineage, self.owner_lease_s, self.path)
                 conn.execute(
                     f"INSERT INTO runs ({RUN_COLUMNS}, owner_pid, owner_token, owner_host) "
                     f"VALUES ({', '.join('?' * 12)}) ON CONFLICT (run_id) DO UPDATE SET "
                     "dag_name = excluded.dag_name, targets = excluded.targets, "
                     "resumed_from = excluded.resumed_from, status = 'running', "
+                    "finished_at = NULL, "
                     "owner_pid = excluded.owner_pid, owner_token = excluded.owner_token, "
                     "owner_host = excluded.owner_host",
                     (*run_row, *run_row_rest),
                 )
-                rows = [self._first_row(plan, name, owner, now) for name in tasks]
+                rows = [self._first_row(plan, name, identity, now) for name in tasks]
                 conn.executemany(INSERT_TASK_IF_MISSING, rows)
                 conn.execute("COMMIT")
             except BaseException as exc:
                 _rollback(conn)  # whatever failed, the write lock is released
+                if owner is not None:  # claimed, then rolled back: it owns nothing
+                    drop(owner.owner_id)
                 if not isinstance(exc, (sqlite3.Error, *_DATA_ERRORS)):
                     raise
                 raise StoreError(
                     f"cannot record run {plan.run_id!r} in {self.path!r}: {exc}"
                 ) from exc
+            self._owned(plan.run_id, owner, lineage)
+            self._types.bind(plan.run_id, plan.graph)
             self._cache.pop(plan.run_id, None)
 
     def _first_row(self, plan: Plan, name: str, owner: tuple[int, str, str], now: float) -> Row:
@@ -426,14 +456,98 @@ class SqliteStateStore:
         return pending_row(plan.run_id, name, owner, now)
 
     def begin_run(self, plan: Plan) -> None:
-        """A run of ``plan`` starts; it is created here unless :meth:`create_run` did it."""
-        self._types.bind(plan.run_id, plan.graph)
+        """A run of ``plan`` starts; it is created here unless :meth:`create_run` did it.
+
+        The run takes ownership of its lineage (:meth:`create_run` took it already, if it
+        created the run); an existing run (resumed under its own id) gets this process as its
+        owner, so ``recover`` in another process leaves it alone.
+
+        Raises:
+            RunOwnedError: another live run owns the lineage (nothing is written).
+            StoreError: the database cannot be written.
+        """
         with self._lock:
+            held = self._owners.get(plan.run_id)
+            if held is not None and not held[2]:  # created by create_run: it starts now
+                self._owners[plan.run_id] = (held[0], held[1], True)
+                return
             query = "SELECT 1 FROM runs WHERE run_id = ?"
             exists = self._db().execute(query, (plan.run_id,)).fetchone() is not None
             if not exists:  # a resume records its lineage, so idempotency keys survive reloads
                 lineage = plan.lineage_id if plan.lineage_id != plan.run_id else None
                 self.create_run(plan, dag_name=None, resumed_from=lineage or None)
+            else:
+                self._take_existing(plan)
+            held = self._owners[plan.run_id]
+            self._owners[plan.run_id] = (held[0], held[1], True)
+
+    def _take_existing(self, plan: Plan) -> None:
+        """Own the lineage of a run that exists already (resumed under its own id)."""
+        conn = self._db()
+        lineage = plan.lineage_id or plan.run_id
+        owner: Owner | None = None
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            owner = _owners.claim(conn, plan.run_id, lineage, self.owner_lease_s, self.path)
+            conn.execute(
+                "UPDATE runs SET status = 'running', finished_at = NULL, owner_pid = ?, "
+                "owner_token = ?, owner_host = ? WHERE run_id = ?",
+                (*own_identity(), plan.run_id),
+            )
+            conn.execute("COMMIT")
+        except BaseException as exc:
+            _rollback(conn)  # whatever failed, the write lock is released
+            if owner is not None:
+                drop(owner.owner_id)
+            if isinstance(exc, (sqlite3.Error, *_DATA_ERRORS)):
+                raise StoreError(
+                    f"cannot record run {plan.run_id!r} in {self.path!r}: {exc}"
+                ) from exc
+            raise
+        self._owned(plan.run_id, owner, lineage)
+        self._types.bind(plan.run_id, plan.graph)
+        self._cache.pop(plan.run_id, None)
+
+    def _owned(self, run_id: str, owner: Owner | None, lineage: str) -> None:
+        """Keep ``owner`` (of ``run_id``'s ``lineage``) until the run finishes; renew it."""
+        assert owner is not None
+        with self._lock:
+            old = self._owners.pop(run_id, None)
+            if old is not None:  # the same run created twice: the newer owner replaces it
+                drop(old[0].owner_id)
+            self._owners[run_id] = (owner, lineage, False)
+        self._heartbeat.ensure(lambda: bool(self._owners) and self._conn is not None)
+
+    def _renew(self) -> None:
+        with self._lock:
+            conn = self._conn
+            ids = [owner.owner_id for owner, _, _ in self._owners.values()]
+            if conn is None or not ids or conn.in_transaction:
+                return
+            with contextlib.suppress(sqlite3.Error):
+                _owners.renew(conn, ids, self.owner_lease_s)
+
+    def release_run(self, run_id: str) -> None:
+        """Give up the ownership of ``run_id``'s lineage held by this store (a no-op if none).
+
+        A run releases it when it finishes (:meth:`finish_run`); call this for a run created
+        with :meth:`create_run` that will never start, so that it can be resumed at once.
+
+        Raises:
+            StoreError: the database cannot be written (this process owns nothing any more).
+        """
+        with self._lock:
+            held = self._owners.pop(run_id, None)
+            if held is None:
+                return
+            owner, lineage, _ = held
+            drop(owner.owner_id)  # first: even if the write fails, this process owns nothing
+            try:
+                _owners.release(self._db(), lineage, owner.owner_id)
+            except sqlite3.Error as exc:
+                raise StoreError(
+                    f"cannot release the ownership of run {run_id!r} in {self.path!r}: {exc}"
+                ) from exc
 
     def save_record(self, run_id: str, record: TaskRecord) -> None:
         """Commit ``record`` as its task's latest state in ``run_id``.
@@ -478,8 +592,11 @@ class SqliteStateStore:
         any open batch of records with it."""
         sql = "UPDATE runs SET status = ?, finished_at = ? WHERE run_id = ?"
         with self._lock:
-            self.flush()  # records first: a run marked finished has all its records
-            self._write(sql, (status, time.time(), snapshot.run_id), run_id=snapshot.run_id)
+            try:
+                self.flush()  # records first: a run marked finished has all its records
+                self._write(sql, (status, time.time(), snapshot.run_id), run_id=snapshot.run_id)
+            finally:
+                self.release_run(snapshot.run_id)  # its lineage may be resumed now
         self._types.forget(snapshot.run_id)
 
     # -- reading ----------------------------------------------------------------------------
@@ -590,12 +707,13 @@ class SqliteStateStore:
                 "SELECT run_id, owner_pid, owner_token, owner_host FROM runs "
                 "WHERE status = 'running'"
             ).fetchall()
+            live = _owners.live_runs(conn)  # a live owner's run is never touched
         now = time.time()
         recovered: list[tuple[str, str]] = []
         for row in tasks:  # text columns may hold escaped strings: see _sqltext
             run_id, name = text(row[0]), text(row[1])
             pid, token, host = row[2], text_or_none(row[3]), text_or_none(row[4])
-            if owner_alive(pid, token, host):
+            if run_id in live or owner_alive(pid, token, host):
                 continue
             message = (
                 f"PROCESS_CRASH: process {pid} on {host} that was running task {name!r} is "
@@ -613,7 +731,7 @@ class SqliteStateStore:
         for row in runs:
             run_id, pid = text(row[0]), row[1]
             token, host = text_or_none(row[2]), text_or_none(row[3])
-            if not owner_alive(pid, token, host):
+            if run_id not in live and not owner_alive(pid, token, host):
                 sql = "UPDATE runs SET status = 'failed', finished_at = ? WHERE run_id = ? AND "
                 self._write(sql + "status = 'running'", (now, run_id), run_id=run_id)
         return tuple(recovered)
