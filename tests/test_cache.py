@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -127,6 +128,18 @@ def test_a_second_run_reuses_every_cached_result(tmp_path: Path) -> None:
     assert module.CALLS == ["load", "tidy", "shout"]  # nothing ran again
     assert second.value("shout") == "ADA!"
     assert all(record.cached and record.attempts == 0 for record in second.records.values())
+
+
+def test_a_file_cache_is_a_context_manager_that_closes_its_connection(tmp_path: Path) -> None:
+    module = _module(tmp_path, PIPELINE)
+    path = tmp_path / "cache.sqlite"
+    with SqliteCache(path) as cache:
+        _run(_graph(module), cache)
+    with pytest.raises(sqlite3.ProgrammingError, match="closed"):
+        cache.latest("tidy")  # the connection was closed on leaving the block
+    cache.close()  # closing again is harmless
+    with SqliteCache(path) as again:  # what was put is committed
+        assert plan(_graph(module), cache=again).to_run == ()
 
 
 @pytest.mark.parametrize("executor", ["inline", "threads", "asyncio"])

@@ -152,7 +152,7 @@ class ProcessExecutor(Executor):
 
         from flowplan.executors import validate_max_workers
 
-        self.max_workers = (
+        self.max_workers: int = (
             validate_max_workers(max_workers) if max_workers is not None else os.cpu_count() or 1
         )
         if mp_context is None or isinstance(mp_context, str):

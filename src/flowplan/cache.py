@@ -22,7 +22,7 @@ import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from types import MappingProxyType
+from types import MappingProxyType, TracebackType
 from typing import Protocol, runtime_checkable
 
 import attrs
@@ -273,6 +273,10 @@ class SqliteCache:
     Each ``put`` is committed at once (WAL mode, so readers never block the writer); a second
     process opening the same path sees every committed entry.
 
+    It holds an open database connection: close it when done, with :meth:`close` or by using
+    it as a context manager (``with SqliteCache(path) as cache: ...``). A connection left open
+    is closed only when the object is collected, with a ``ResourceWarning`` on Python 3.13+.
+
     Args:
         path: the database file (created if missing).
         serializer: how values become bytes (default JSON; pickle only for files you trust).
@@ -291,7 +295,7 @@ class SqliteCache:
         strict: bool = False,
     ) -> None:
         self._serializer, self._strict = _options("SqliteCache", serializer, strict)
-        self.path = Path(path)
+        self.path: Path = Path(path)
         self._lock = threading.Lock()
         try:
             self._conn = sqlite3.connect(
@@ -352,6 +356,17 @@ class SqliteCache:
         return None if row is None else MappingProxyType(json.loads(row[0]))
 
     def close(self) -> None:
-        """Close the database connection."""
+        """Close the database connection (idempotent)."""
         with self._lock:
             self._conn.close()
+
+    def __enter__(self) -> SqliteCache:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

@@ -91,7 +91,7 @@ class UnknownTaskError(DefinitionError, KeyError):
     ) -> None:
         super().__init__(message, task=task)
         self.name = name
-        self.known = tuple(known)
+        self.known: tuple[str, ...] = tuple(known)
         self.suggestion = suggestion
 
     def __str__(self) -> str:
@@ -108,7 +108,7 @@ class CycleError(DefinitionError):
 
     def __init__(self, message: str, *, cycle: Sequence[str]) -> None:
         super().__init__(message, task=cycle[0] if cycle else None)
-        self.cycle = tuple(cycle)
+        self.cycle: tuple[str, ...] = tuple(cycle)
 
 
 class DetachedDependencyError(DefinitionError):

@@ -294,9 +294,11 @@ class Flow:
                     f"{_shown(h)}; wrap a function in flowplan.CallbackHook",
                 )
         self.terminals: tuple[TaskSpec[..., Any], ...] = terminals
-        self.max_workers = validate_max_workers(max_workers)
+        self.max_workers: int = validate_max_workers(max_workers)
         self.fail_fast = fail_fast
-        self.journal = JournalStore(journal_path) if journal_path is not None else None
+        self.journal: JournalStore | None = (
+            JournalStore(journal_path) if journal_path is not None else None
+        )
         self._store = store
         if cache is not None and not isinstance(cache, ResultCache):
             _refuse(

@@ -41,7 +41,7 @@ class FakeClock:
     """
 
     def __init__(self, start: float = 0.0) -> None:
-        self.now = float(start)
+        self.now: float = float(start)
 
     def __call__(self) -> float:
         """The current time, in seconds."""

@@ -141,12 +141,12 @@ class Engine:
                 value=cache,
             )
         self.cache = cache
-        self.registry = registry if registry is not None else TaskRegistry()
+        self.registry: TaskRegistry = registry if registry is not None else TaskRegistry()
         self.state_store: StateStoreProtocol = (
             state_store if state_store is not None else InMemoryStateStore()
         )
-        self.config = config if config is not None else SchedulerConfig()
-        self.logger = logger or _default_logger
+        self.config: SchedulerConfig = config if config is not None else SchedulerConfig()
+        self.logger: logging.Logger = logger or _default_logger
         self.hooks: tuple[RunHook | Hook, ...] = tuple(hooks or ())
         self._owns_executor = executor is None
         self.executor: Executor = (
@@ -154,7 +154,7 @@ class Engine:
             if executor is not None
             else ThreadPoolExecutor(max_workers, thread_name_prefix="flowplan-engine")
         )
-        self.task = TaskDecorator(self.registry)
+        self.task: TaskDecorator = TaskDecorator(self.registry)
         self._closed = False
         self._active_runs = 0
         self._dags = DagCatalog(self.registry, check_types=check_types)

@@ -44,7 +44,7 @@ class DagScope(Generic[DepsT]):
         self.engine = engine
         self.name = name
         self.deps = deps
-        self.task = TaskDecorator(engine.registry, name)
+        self.task: TaskDecorator = TaskDecorator(engine.registry, name)
 
     def __repr__(self) -> str:
         return f"<DagScope {self.name!r}>"

@@ -86,8 +86,8 @@ class JournalStore:
     def __init__(
         self, path: str | os.PathLike[str], *, serializer: JsonSerializer | None = None
     ) -> None:
-        self.path = Path(path)
-        self.serializer = serializer if serializer is not None else JsonSerializer()
+        self.path: Path = Path(path)
+        self.serializer: JsonSerializer = serializer if serializer is not None else JsonSerializer()
         if self.path.is_dir():
             raise StoreError(
                 f"journal_path {str(self.path)!r} is a directory; pass a file path such as "

@@ -115,6 +115,11 @@ class SqliteStateStore:
     ``Flow``) and what :class:`flowplan.engine.Engine` needs (``create_run``, ``load``,
     ``get_run``, ``list_runs``).
 
+    It holds an open database connection: close it when done, with :meth:`close` or by using
+    it as a context manager (``with SqliteStateStore(path) as store: ...``). Neither ``Flow``
+    nor ``Engine`` closes a store passed in. A connection left open is closed only when the
+    object is collected, with a ``ResourceWarning`` on Python 3.13+.
+
     Args:
         db_path: the database file (created if missing) or ``":memory:"``.
         serializer: how values become bytes (default :class:`JsonSerializer`; pickle is
@@ -190,9 +195,9 @@ class SqliteStateStore:
         self._batch: dict[tuple[str, str], Row | _Unencoded] = {}
         self._batch_size = 0  # records saved into the batch (commit_every counts these)
         self._batch_started = 0.0  # time.monotonic() of the batch's first record
-        self.path = os.fspath(db_path)
+        self.path: str = os.fspath(db_path)
         self._types = RunTypes()  # run id → graph: typed values are unstructured
-        self.serializer = as_result_serializer(serializer, "SqliteStateStore")
+        self.serializer: ResultSerializer = as_result_serializer(serializer, "SqliteStateStore")
         self.cache_ttl_s = cache_ttl_s
         self._cache: dict[str, tuple[float, RunInfo, Snapshot]] = {}
         self._lock = threading.RLock()
