@@ -31,7 +31,7 @@ assert_type(owned.owner_since, float)
 assert_type(owned.lease_until, float)
 assert_type(owned.orphan_pid, int | None)
 assert_type(owned.task, str | None)
-RunOwnedError("m", run_id="r2")  # type: ignore[call-arg]
+RunOwnedError("m", run_id="r2")  # type: ignore[call-arg]  # pyright: ignore[reportCallIssue]
 
 
 def stores() -> None:
@@ -39,4 +39,4 @@ def stores() -> None:
     assert_type(store.owner_lease_s, float)
     assert_type(store.release_run("r1"), None)
     assert_type(InMemoryStateStore().release_run("r1"), None)
-    SqliteStateStore(":memory:", owner_lease_s="30")  # type: ignore[arg-type]
+    SqliteStateStore(":memory:", owner_lease_s="30")  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
