@@ -447,3 +447,40 @@ def test_value_fingerprints_are_structural_and_process_independent() -> None:
 def test_a_value_without_a_fingerprint_raises() -> None:
     with pytest.raises(SerializationError):
         keys.value_fingerprint(object())
+
+
+def test_a_graphs_keys_equal_each_tasks_own_key(tmp_path: Path) -> None:
+    """Sharing fingerprints across a graph's tasks (each function once) changes no key."""
+    from flowplan import TaskGraph
+    from flowplan.spec import Dependency, TaskSpec
+
+    module = _load(
+        tmp_path,
+        """
+        def is_even(n):
+            return True if n == 0 else is_odd(n - 1)
+
+        def is_odd(n):
+            return False if n == 0 else is_even(n - 1)
+
+        def first(**deps):
+            return is_even(4)
+
+        def second(**deps):
+            return is_odd(3) and first()
+
+        def third(**deps):
+            return second() or is_odd(1)
+        """,
+    )
+    specs = [TaskSpec("a", _fn(module, "first"))]
+    specs.append(TaskSpec("b", _fn(module, "second"), deps=(Dependency("a"),)))
+    specs.append(TaskSpec("c", _fn(module, "first"), deps=(Dependency("b"),), version="v2"))
+    specs.append(TaskSpec("d", _fn(module, "third"), deps=(Dependency("a"), Dependency("c"))))
+    graph = TaskGraph.build(specs, check_types=False)
+    one_by_one: dict[str, str] = {}
+    for name in graph.order:
+        spec = graph.specs[name]
+        deps = {d: one_by_one[d] for d in graph.predecessors[name]}
+        one_by_one[name] = step_key(spec.fn, dep_keys=deps, version=spec.version)
+    assert dict(graph.step_keys()) == one_by_one

@@ -120,7 +120,11 @@ class _Run(TaskStarter):
         if self.triggered:
             self.plain = self.plain - self.triggered
             self.survivors = survivors_of(graph, self.triggered)
+        # Durable stores record each task's step key, so a later plan can tell when a reused
+        # task's code changed: computed here once per graph, and only for such a store.
         self.step_keys = plan.step_keys
+        if not self.step_keys and getattr(store, "keeps_step_keys", False):
+            self.step_keys = graph.step_keys()
         # Thread driver only (set there): a plain task → its only successor when that
         # successor has no other dependency; the worker runs it next itself (no round-trip).
         self.chain_next: dict[str, str] = {}
@@ -349,8 +353,9 @@ class _Run(TaskStarter):
         """Emit the run's first events; return the tasks ready at once."""
         plan = self.plan
         self.emit(RunStarted(self.run_id, self.clock(), plan.to_run, tuple(plan.reused)))
+        changed = plan.code_changed
         for name, record in plan.reused.items():
-            event = TaskReused(self.run_id, self.clock(), name, record)
+            event = TaskReused(self.run_id, self.clock(), name, record, changed.get(name))
             if self.store is not None:
                 self.store.save_record(self.run_id, record)
             if self.dispatch:

@@ -146,6 +146,11 @@ def _parser() -> argparse.ArgumentParser:
     resume.add_argument(
         "--rerun", action="append", metavar="TASK", help="also rerun TASK and its dependents"
     )
+    resume.add_argument(
+        "--rerun-changed",
+        action="store_true",
+        help="also rerun the succeeded tasks whose code changed since (and their dependents)",
+    )
     resume.add_argument("--target", help="the target to import (for runs not started here)")
     resume.add_argument("--dag", help="the DAG, when the target is an Engine with several")
     resume.set_defaults(func=_cmd_resume)
@@ -241,7 +246,14 @@ def _execute(
     resumed_from: str | None = None,
     deps_workdir: str | None = None,
 ) -> int:
-    planned = plan(target.graph, snapshot, targets=targets, rerun=rerun, cache=_cache(args))
+    planned = plan(
+        target.graph,
+        snapshot,
+        targets=targets,
+        rerun=rerun,
+        cache=_cache(args),
+        rerun_changed=getattr(args, "rerun_changed", False),
+    )
     context = None if args.deps is None else load_context(args.deps, target, workdir=deps_workdir)
     shown = split_target(args.target or target.ref)[0]
     check_context(planned, context, source=shown)  # before anything is recorded
@@ -263,6 +275,12 @@ def _execute(
     took = format_duration(_duration_ms(info))
     print(f"run {info.run_id} {info.status} in {took}: {status_counts(result, reused=reused)}")
     print(snapshot_table(result, reused=reused))
+    stale = [f"{n} ({why})" for n, why in planned.code_changed.items() if n in planned.reused]
+    if stale:
+        print(
+            f"reused although changed since they succeeded: {', '.join(stale)}; "
+            f"flowplan resume {info.run_id[:12]} --rerun-changed runs them again"
+        )
     if info.status != "succeeded":
         print(f"fix the cause, then: flowplan resume {info.run_id[:12]}")
         return 1

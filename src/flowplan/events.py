@@ -56,12 +56,19 @@ class RunFinished:
 @attrs.frozen
 class TaskReused:
     """A task's record was carried over (succeeded earlier, journal hit, or override), or an
-    in-doubt task's ``reconcile`` callback reported that its lost attempt took effect."""
+    in-doubt task's ``reconcile`` callback reported that its lost attempt took effect.
+
+    ``code_changed`` says why, when the record was made under another step key than the
+    task's code gives now (``"its code changed"``, ``"upstream 'load' changed"``; see
+    :attr:`flowplan.Plan.code_changed`): the value is reused although the code that made it
+    changed. ``None`` otherwise.
+    """
 
     run_id: str
     time: float
     task: str
     record: TaskRecord = attrs.field(repr=False)
+    code_changed: str | None = None
 
 
 @attrs.frozen

@@ -167,6 +167,7 @@ class _Stores:
         self._stores = stores
         # at_most_once tasks need one store that records attempt starts (the journal does not)
         self.records_starts = any(getattr(st, "records_starts", True) for st in stores)
+        self.keeps_step_keys = any(getattr(st, "keeps_step_keys", False) for st in stores)
 
     def flush(self) -> None:
         for store in self._stores:
@@ -348,18 +349,24 @@ class Flow:
             return self._execute(graph, None)
         return self._execute(graph, self.journal.load(graph.step_keys()))
 
-    def resume(self) -> dict[str, StepResult]:
+    def resume(self, *, rerun_changed: bool = False) -> dict[str, StepResult]:
         """Run again from the latest results: succeeded tasks are reused, the others run.
 
         Failed, skipped and cancelled tasks run; succeeded ones (detached included) never run
         again; pending overrides are honoured. Before any ``run()`` this is ``run()``.
+
+        Args:
+            rerun_changed: with a ``store=`` that records step keys (``SqliteStateStore``),
+                also run again the succeeded tasks whose code changed since (and everything
+                downstream); without it they are reused and their ``task_reused`` event says
+                ``code_changed`` (see ``plan(rerun_changed=...)``).
 
         Returns:
             Task name → :class:`StepResult`, in topological order.
         """
         if self._snapshot is None:
             return self.run()
-        return self._execute(self._build_graph(), self._snapshot)
+        return self._execute(self._build_graph(), self._snapshot, rerun_changed=rerun_changed)
 
     def override(self, task: TaskSpec[..., Any] | str, value: object) -> None:
         """Record ``value`` as the task's succeeded result (before or after a run).
@@ -474,10 +481,17 @@ class Flow:
             *self.terminals, registry=self._registry, check_types=self._check_types
         )
 
-    def _execute(self, graph: TaskGraph, previous: Snapshot | None) -> dict[str, StepResult]:
+    def _execute(
+        self, graph: TaskGraph, previous: Snapshot | None, *, rerun_changed: bool = False
+    ) -> dict[str, StepResult]:
         keys = graph.step_keys() if self.journal is not None else None
         the_plan = plan(
-            graph, previous, overrides=self._overrides, step_keys=keys, cache=self._cache
+            graph,
+            previous,
+            overrides=self._overrides,
+            step_keys=keys,
+            cache=self._cache,
+            rerun_changed=rerun_changed,
         )
         stores = tuple(s for s in (self.journal, self._store) if s is not None)
         store = stores[0] if len(stores) == 1 else _Stores(*stores) if stores else None

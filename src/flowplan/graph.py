@@ -444,16 +444,15 @@ class TaskGraph:
         """Each task's step key (code, dependency keys, ``version=``), computed once."""
         keys: Mapping[str, str] | None = self._cache.get("step_keys")
         if keys is None:
-            from flowplan.keys import step_key
+            from flowplan.keys import _graph_step_keys
 
-            computed: dict[str, str] = {}
-            for name in self.order:
-                spec = self.specs[name]
-                computed[name] = step_key(
-                    spec.fn,
-                    dep_keys={dep: computed[dep] for dep in self.predecessors[name]},
-                    version=spec.version,
-                )
+            specs = self.specs
+            computed = _graph_step_keys(
+                self.order,
+                {name: spec.fn for name, spec in specs.items()},
+                self.predecessors,
+                {name: spec.version for name, spec in specs.items()},
+            )
             keys = MappingProxyType(computed)
             self._cache["step_keys"] = keys
         return keys

@@ -132,7 +132,13 @@ def _task_reused(event: Any) -> dict[str, Any]:
     out = _task(event)
     out["cached"] = record.cached
     out["overridden"] = record.overridden
+    if event.code_changed is not None:
+        out["code_changed"] = event.code_changed
     return out
+
+
+def _reused_level(event: Any) -> str:
+    return "info" if event.code_changed is None else "warning"
 
 
 def _task_started(event: Any) -> dict[str, Any]:
@@ -212,7 +218,7 @@ _RENDER: dict[type, _Render] = {
     # one lookup per event
     RunStarted: ("run_started", "info", _run_started),
     RunFinished: ("run_finished", _finished_level, _run_finished),
-    TaskReused: ("task_reused", "info", _task_reused),
+    TaskReused: ("task_reused", _reused_level, _task_reused),  # warning: its code changed
     TaskStarted: ("task_started", "info", _task_started),
     TaskSucceeded: ("task_succeeded", "info", _task_succeeded),
     TaskTimedOut: ("task_timed_out", "warning", _task_timed_out),  # a retry or failure follows
@@ -244,7 +250,8 @@ class StructlogHook:
 
     Levels, so alerts can key on them: a task's final failure (``task_failed``) and a failed
     run (``run_finished`` with ``status="failed"``) log at **error**; what is still being
-    retried or needs a decision (``task_retrying``, ``task_timed_out``, ``task_in_doubt``) at
+    retried or needs a decision (``task_retrying``, ``task_timed_out``, ``task_in_doubt``), and
+    a ``task_reused`` whose code changed since it succeeded (field ``code_changed``), at
     warning; everything else at info. ``task_failed`` carries ``error`` (``"ValueError: bad
     row"``), ``error_type`` (``"ValueError"``; ``"pkg.module.Error"`` outside builtins),
     ``error_kind`` (``"error"``, ``"timeout"``, ``"validate"`` … see

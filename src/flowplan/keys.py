@@ -19,7 +19,7 @@ import hashlib
 import inspect
 import re
 import types
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from types import MappingProxyType
 
 import attrs
@@ -296,10 +296,31 @@ def step_key(
     Returns:
         A hex sha256 digest over the version (or code fingerprint) and sorted dep keys.
     """
+    return _step_key(fn, dep_keys, version, _Ctx())
+
+
+def _step_key(
+    fn: Callable[..., object], dep_keys: Mapping[str, str], version: str | None, ctx: _Ctx
+) -> str:
     deps = _seq(b"d", [_str(name) + _str(key) for name, key in sorted(dep_keys.items())])
     if version is not None:
         return _digest(_seq(b"S", [_str("version"), _str(version), deps]))
-    return _digest(_seq(b"S", [_str("code"), _str(code_fingerprint(fn)), deps]))
+    return _digest(_seq(b"S", [_str("code"), _str(_fingerprint(fn, ctx)), deps]))
+
+
+def _graph_step_keys(
+    order: Iterable[str],
+    fns: Mapping[str, Callable[..., object]],
+    deps: Mapping[str, Iterable[str]],
+    versions: Mapping[str, str | None],
+) -> dict[str, str]:
+    """Every task's :func:`step_key`, in topological ``order``, sharing fingerprints: a
+    function (or helper) used by many tasks is fingerprinted once for the whole graph."""
+    ctx = _Ctx()
+    keys: dict[str, str] = {}
+    for name in order:
+        keys[name] = _step_key(fns[name], {d: keys[d] for d in deps[name]}, versions[name], ctx)
+    return keys
 
 
 # -- keys with named parts (result cache) ------------------------------------------------------

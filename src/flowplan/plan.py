@@ -118,6 +118,11 @@ class Plan:
         cache_plan: the result cache and the keys computed at plan time, when planned with
             ``cache=`` (see :mod:`flowplan.cache`), else ``None``.
         resumed_from: the run id of the snapshot planned from (a resume), else ``None``.
+        code_changed: name → why, for each task whose earlier success was recorded under
+            another step key than its code gives now ("its code changed", or "upstream
+            'load' changed"): reused anyway (the reason says so, and the run's
+            :class:`~flowplan.events.TaskReused` event carries it) unless planned with
+            ``rerun_changed=True``, which runs them again.
     """
 
     graph: TaskGraph
@@ -131,6 +136,7 @@ class Plan:
     elements: Mapping[str, TaskRecord] = attrs.field(factory=dict, repr=False)
     cache_plan: CachePlan | None = attrs.field(default=None, repr=False)
     resumed_from: str | None = attrs.field(default=None, repr=False)
+    code_changed: Mapping[str, str] = attrs.field(factory=dict, repr=False)
 
     def __repr__(self) -> str:
         return f"Plan(run_id={self.run_id!r}, {len(self.decisions)} tasks: {self._counts()})"
@@ -199,6 +205,12 @@ class Plan:
         if source is None:
             return self._counts()
         shown = "from the journal" if source == "journal" else f"resuming {source[:12]}"
+        stale = sum(1 for n in self.code_changed if n in self.reused)
+        if stale:
+            shown += (
+                f"; {stale} reused task{'s' if stale > 1 else ''} changed since {source[:12]}: "
+                "plan(..., rerun_changed=True) runs them again"
+            )
         return f"{self._counts()} ({shown})"
 
     def _line(self, name: str) -> str:
@@ -330,6 +342,7 @@ def plan(
     step_keys: Mapping[str, str] | None = None,
     run_id: str | None = None,
     cache: ResultCache | None = None,
+    rerun_changed: bool = False,
 ) -> Plan:
     """Plan a run of ``graph``, reusing what ``snapshot`` says succeeded.
 
@@ -347,6 +360,11 @@ def plan(
             ``effect="pure"``) whose inputs are known now are looked up (a hit is reused, a
             miss says which key part changed); the others when their inputs are known. The
             run writes eligible tasks' results back.
+        rerun_changed: run again (with everything downstream) the succeeded tasks whose
+            recorded step key differs from the one their code gives now. Without it they are
+            reused and listed in :attr:`Plan.code_changed`. Step keys are recorded by durable
+            stores (the SQLite store, the journal); records without one are never compared,
+            and with ``step_keys=`` a record under another key always runs again.
 
     An ``effect="at_most_once"`` task whose earlier record shows a started attempt with no
     outcome (RUNNING, FAILED as crashed/interrupted/timed out, or IN_DOUBT) is planned
@@ -372,6 +390,7 @@ def plan(
             step_keys=step_keys,
             run_id=run_id,
             cache=cache,
+            rerun_changed=rerun_changed,
         )
 
 
@@ -385,7 +404,14 @@ def _plan(
     step_keys: Mapping[str, str] | None,
     run_id: str | None,
     cache: ResultCache | None,
+    rerun_changed: bool = False,
 ) -> Plan:
+    if not isinstance(rerun_changed, bool):
+        raise InvalidOptionError(
+            f"plan(rerun_changed=...) must be True or False, got {rerun_changed!r}",
+            option="rerun_changed",
+            value=rerun_changed,
+        )
     target_names = None if targets is None else [_name(t) for t in targets]
     rerun_names = [_name(t) for t in rerun]
     override_values = {_name(t): v for t, v in (overrides or {}).items()}
@@ -394,6 +420,11 @@ def _plan(
     _check_names(graph, override_values, "task to override")
     records = snapshot.records if snapshot is not None else {}
     keys = step_keys or {}
+    # Without explicit step keys, a success recorded under another key than the code gives
+    # now is reported (and rerun on request); with them it simply runs again (_decide).
+    changed = _code_changed(graph, records) if records and step_keys is None else {}
+    if rerun_changed and changed:
+        rerun_names = [*rerun_names, *(n for n in changed if n not in rerun_names)]
     reused: dict[str, TaskRecord] = {}
     in_doubt: dict[str, TaskRecord] = {}
     asked = set(rerun_names)
@@ -414,6 +445,15 @@ def _plan(
             reused=reused,
             in_doubt=in_doubt,
         )
+
+    for name, why in changed.items():
+        if actions[name] is Action.REUSE:
+            reasons[name] = (
+                f"{reasons[name]}, but {why} since (step key differs; "
+                "rerun_changed=True runs it again)"
+            )
+        elif rerun_changed and actions[name] is Action.RUN and name not in override_values:
+            reasons[name] = f"{why} since it succeeded (rerun_changed=True)"
 
     # After the released values: a task recomputed for its consumers may be a cache hit.
     cache_plan = None
@@ -468,7 +508,56 @@ def _plan(
         in_doubt=MappingProxyType(in_doubt),
         lineage_id=_lineage(snapshot, new_id),
         resumed_from=snapshot.run_id if snapshot is not None else None,
+        code_changed=MappingProxyType(changed),
     )
+
+
+def _code_changed(graph: TaskGraph, records: Mapping[str, TaskRecord]) -> dict[str, str]:
+    """Each task whose earlier success carries another step key than its code gives now →
+    why (its own code, or an upstream task's). The graph's step keys are computed (once per
+    graph) only when some such record carries a key."""
+    current: Mapping[str, str] | None = None
+    changed: dict[str, str] = {}
+    for name in graph.order:
+        record = records.get(name)
+        if (
+            record is None
+            or record.step_key is None
+            or record.status is not TaskStatus.SUCCEEDED
+            or record.overridden
+        ):
+            continue
+        if current is None:
+            current = graph.step_keys()
+        if record.step_key == current[name]:
+            continue
+        changed[name] = _what_changed(graph, records, name, current, record.step_key)
+    return changed
+
+
+def _what_changed(
+    graph: TaskGraph,
+    records: Mapping[str, TaskRecord],
+    name: str,
+    current: Mapping[str, str],
+    recorded: str,
+) -> str:
+    """Why ``name``'s step key differs: its own code (or version), or an upstream task's key
+    (when its key under the upstream keys recorded then is the one recorded)."""
+    from flowplan.keys import step_key
+
+    then: dict[str, str] = {}
+    for dep in graph.predecessors[name]:
+        dep_record = records.get(dep)
+        if dep_record is None or dep_record.step_key is None:
+            return "its code changed"
+        then[dep] = dep_record.step_key
+    spec = graph.specs[name]
+    if then and step_key(spec.fn, dep_keys=then, version=spec.version) == recorded:
+        upstream = next((dep for dep in sorted(then) if then[dep] != current[dep]), None)
+        if upstream is not None:
+            return f"upstream {upstream!r} changed"
+    return "its version changed" if spec.version is not None else "its code changed"
 
 
 def _decide(

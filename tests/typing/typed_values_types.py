@@ -1,17 +1,31 @@
-"""Static types of the typed-values API (checked by mypy and pyright, never run).
+"""Static types of the typed-values and changed-code APIs (checked by mypy and pyright, never run).
 
 Covered: ``Unstructured``'s fields; ``restore_values`` takes a snapshot and a graph and returns
 a snapshot; ``typed_converter()`` is a cattrs ``Converter``; the built-in caches expose their
-``serializer``. Lines with ``# type: ignore[code]`` pin mistakes mypy must reject.
+``serializer``; ``plan(rerun_changed=)``, ``Plan.code_changed``,
+``Flow.resume(rerun_changed=)`` and ``TaskReused.code_changed``. Lines with
+``# type: ignore[code]`` pin mistakes mypy must reject.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import assert_type
 
 import cattrs
 
-from flowplan import MemoryCache, Snapshot, SqliteCache, TaskGraph
+from flowplan import (
+    Flow,
+    MemoryCache,
+    Snapshot,
+    SqliteCache,
+    StepResult,
+    TaskGraph,
+    TaskRecord,
+    TaskReused,
+    TaskStatus,
+    plan,
+)
 from flowplan.store import ResultSerializer, Unstructured, restore_values, typed_converter
 
 
@@ -25,3 +39,12 @@ def check(snapshot: Snapshot, graph: TaskGraph, memory: MemoryCache, disk: Sqlit
     assert_type(disk.serializer, ResultSerializer)
     restore_values(graph, snapshot)  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
     stored.type_name = "other"  # type: ignore[misc]  # pyright: ignore[reportAttributeAccessIssue]
+
+
+def check_code_changed(graph: TaskGraph, snapshot: Snapshot, flow: Flow) -> None:
+    planned = plan(graph, snapshot, rerun_changed=True)
+    assert_type(planned.code_changed, Mapping[str, str])
+    assert_type(flow.resume(rerun_changed=True), dict[str, StepResult])
+    event = TaskReused("r", 0.0, "t", TaskRecord("t", TaskStatus.SUCCEEDED), "its code changed")
+    assert_type(event.code_changed, str | None)
+    plan(graph, rerun_changed="yes")  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]

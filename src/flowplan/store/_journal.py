@@ -83,6 +83,9 @@ class JournalStore:
     records_starts = False
     """Only finished (succeeded) steps are written: see :func:`flowplan._effects.check_store`."""
 
+    keeps_step_keys = True
+    """Steps are journalled by their step key (the run computes keys for a journal)."""
+
     def __init__(
         self, path: str | os.PathLike[str], *, serializer: JsonSerializer | None = None
     ) -> None:

@@ -162,6 +162,9 @@ class SqliteStateStore:
     []
     """
 
+    keeps_step_keys = True
+    """Each record carries its task's step key, so a later plan can tell whose code changed."""
+
     def __init__(
         self,
         db_path: str | os.PathLike[str],
