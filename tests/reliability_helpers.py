@@ -7,9 +7,13 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from flowplan import TaskStatus
 from flowplan.engine import SqliteStateStore
@@ -99,3 +103,25 @@ def journalled(state: Path) -> set[str]:
         if isinstance(entry, dict) and isinstance(entry.get("task"), str):
             names.add(entry["task"])
     return names
+
+
+def within(fn: Callable[[], Any], limit: float) -> Any:
+    """Call ``fn`` on a daemon thread and return (or raise) what it did; fail the test if it
+    still runs after ``limit`` seconds, instead of hanging the suite."""
+    box: list[tuple[bool, Any]] = []
+
+    def target() -> None:
+        try:
+            box.append((True, fn()))
+        except BaseException as exc:  # handed to the caller, KeyboardInterrupt included
+            box.append((False, exc))
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    thread.join(limit)
+    if not box:
+        pytest.fail(f"still running after {limit:g}s: the run did not end promptly")
+    ok, value = box[0]
+    if not ok:
+        raise value
+    return value

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import signal
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Coroutine
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
@@ -34,6 +39,7 @@ from flowplan import (
     plan,
     task,
 )
+from flowplan.engine import SqliteStateStore, build_default_engine
 
 T = TypeVar("T")
 WAIT = 5.0
@@ -390,4 +396,186 @@ def test_cancelling_aexecute_cancels_its_tasks(registry: Registry) -> None:
         await asyncio.sleep(0)
 
     arun(main())
-    assert not any(isinstance(e, RunFinished) for e in recorder.events)
+    assert isinstance(recorder.events[-1], RunFinished)  # the run was recorded as it ended
+
+
+# -- cancellation records the run -----------------------------------------------------------
+
+
+def _interrupted(record: TaskRecord) -> None:
+    assert record.status is TaskStatus.FAILED, record
+    assert record.error is not None
+    assert record.error.kind == "interrupted", record.error
+
+
+@pytest.mark.parametrize("how", ["cancel", "wait_for"])
+def test_a_cancelled_aexecute_records_the_run_as_interrupted_and_resume_works(
+    registry: Registry, how: str, tmp_path: Path
+) -> None:
+    release, sync_started, sync_returned = threading.Event(), threading.Event(), threading.Event()
+    recorder = RecordingHook()
+
+    @task
+    async def quick() -> int:
+        return 1
+
+    @task
+    def slow_sync() -> int:
+        sync_started.set()
+        release.wait(WAIT)
+        sync_returned.set()
+        return 2
+
+    @task
+    async def slow_async() -> int:
+        while not release.is_set():
+            await asyncio.sleep(0.01)
+        return 3
+
+    @task(depends_on=[quick, slow_sync, slow_async])
+    def total(quick: int, slow_sync: int, slow_async: int) -> int:
+        return quick + slow_sync + slow_async
+
+    graph = TaskGraph.build([quick, slow_sync, slow_async, total])
+    db = tmp_path / "runs.db"
+
+    async def main() -> BaseException:
+        with SqliteStateStore(db) as store:
+            running = aexecute(plan(graph, run_id="r1"), store=store, hooks=[recorder])
+            if how == "wait_for":
+                with pytest.raises(TimeoutError) as timed_out:
+                    await asyncio.wait_for(running, 3.0)
+                assert timed_out.value.__cause__ is not None
+                return timed_out.value.__cause__
+            run_task = asyncio.ensure_future(running)
+            assert await asyncio.to_thread(sync_started.wait, WAIT)
+            while not any(isinstance(e, TaskSucceeded) for e in recorder.events):
+                await asyncio.sleep(0.01)
+            run_task.cancel()
+            with pytest.raises(asyncio.CancelledError) as cancelled:
+                await run_task
+            return cancelled.value
+
+    error = arun(main())
+    assert isinstance(error, asyncio.CancelledError)
+    partial: Snapshot = error.flowplan_snapshot  # type: ignore[attr-defined]
+    assert isinstance(recorder.events[-1], RunFinished)
+    release.set()
+    assert sync_returned.wait(WAIT)  # the abandoned sync attempt went on to finish ...
+    time.sleep(0.2)
+    with SqliteStateStore(db) as store:
+        stored = store.load("r1")  # ... and changed nothing the run recorded
+        info = store.get_run("r1")
+        assert info.status == "failed"
+        assert info.finished_at is not None
+        for snap in (partial, stored):
+            assert snap["quick"].status is TaskStatus.SUCCEEDED
+            _interrupted(snap["slow_sync"])
+            _interrupted(snap["slow_async"])
+            assert snap["total"].status is TaskStatus.CANCELLED
+        resumed = execute(plan(graph, stored, run_id="r2"), store=store)
+    assert resumed.value(total) == 6
+    assert resumed["quick"].attempts == 1  # reused, not re-run
+
+
+def test_a_cancelled_engine_run_is_recorded_and_resumes(tmp_path: Path) -> None:
+    release, started = threading.Event(), threading.Event()
+    engine = build_default_engine(state_store=SqliteStateStore(tmp_path / "runs.db"))
+
+    @engine.task(dag="etl")
+    def extract() -> int:
+        return 1
+
+    @engine.task(dag="etl", deps=[extract])
+    def load(extract: int) -> int:
+        started.set()
+        release.wait(WAIT)
+        return extract + 1
+
+    async def main() -> str:
+        run_task = asyncio.ensure_future(engine.run_once("etl"))
+        assert await asyncio.to_thread(started.wait, WAIT)
+        run_task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await run_task
+        (info,) = engine.state_store.list_runs("etl")
+        assert info.status == "failed"  # not "running" for good
+        snap = engine.state_store.load(info.run_id)
+        assert snap["extract"].status is TaskStatus.SUCCEEDED
+        _interrupted(snap["load"])
+        release.set()
+        return await engine.resume(info.run_id)
+
+    try:
+        resumed = arun(main())
+        snap = engine.state_store.load(resumed)
+        assert snap.value("load") == 2
+        assert snap["extract"].attempts == 1  # reused
+    finally:
+        release.set()
+        engine.close()
+
+
+_CTRL_C = """
+import asyncio, sys, time
+from pathlib import Path
+from flowplan import Registry, TaskGraph, aexecute, plan, task
+from flowplan.engine import SqliteStateStore
+
+registry = Registry()
+here = Path(sys.argv[1])
+
+@task(registry=registry)
+def quick() -> int:
+    return 1
+
+@task(registry=registry)
+def slow_sync() -> int:
+    (here / "started").touch()
+    time.sleep(600)
+    return 2
+
+@task(registry=registry)
+async def slow_async() -> int:
+    await asyncio.sleep(600)
+    return 3
+
+store = SqliteStateStore(here / "runs.db")
+graph = TaskGraph.build([quick, slow_sync, slow_async])
+asyncio.run(aexecute(plan(graph, run_id="r1"), store=store))
+"""
+
+
+def test_ctrl_c_under_asyncio_run_records_the_run_and_exits_at_once(tmp_path: Path) -> None:
+    script = tmp_path / "ctrl_c.py"
+    script.write_text(_CTRL_C, encoding="utf-8")
+    child = subprocess.Popen(
+        [sys.executable, str(script), str(tmp_path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not (tmp_path / "started").exists():
+            assert child.poll() is None, child.communicate()
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        time.sleep(0.2)
+        sent = time.monotonic()
+        child.send_signal(signal.SIGINT)
+        _, err = child.communicate(timeout=30)
+        took = time.monotonic() - sent
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.communicate()
+    assert took < 15  # never waited for the 600 s sync task
+    assert "KeyboardInterrupt" in err
+    assert "Exception ignored" not in err
+    with SqliteStateStore(tmp_path / "runs.db") as store:
+        assert store.get_run("r1").status == "failed"
+        snap = store.load("r1")
+    assert snap["quick"].status is TaskStatus.SUCCEEDED
+    _interrupted(snap["slow_sync"])
+    _interrupted(snap["slow_async"])

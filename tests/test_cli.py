@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -475,3 +477,75 @@ def test_explain_prints_the_library_explanation_word_for_word(tmp_path: Path) ->
     assert resuming.returncode == 0, resuming.stderr
     assert resuming.stdout == library + "\n"
     assert library.splitlines()[0] == f"3 to run, 0 to reuse, 0 not needed (resuming {first[:12]})"
+
+
+HANGING = """
+import time
+from pathlib import Path
+
+from flowplan import task
+
+HERE = Path(__file__).parent
+
+
+@task
+def first() -> int:
+    with open(HERE / "calls.txt", "a") as f:
+        f.write("first\\n")
+    return 1
+
+
+@task(depends_on=[first])
+def slow(first: int) -> int:
+    if (HERE / "hang.flag").exists():
+        (HERE / "started").touch()
+        time.sleep(600)
+    return first + 1
+"""
+
+
+def test_ctrl_c_records_the_run_and_exits_at_once_with_130(tmp_path: Path) -> None:
+    from flowplan import TaskStatus
+    from flowplan.engine import SqliteStateStore
+
+    (tmp_path / "pipeline.py").write_text(HANGING)
+    (tmp_path / "hang.flag").touch()
+    env = {k: v for k, v in os.environ.items() if k != "FLOWPLAN_STORE"}
+    child = subprocess.Popen(
+        [sys.executable, "-m", "flowplan", "run", "pipeline.py"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not (tmp_path / "started").exists():
+            assert child.poll() is None, child.communicate()
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        sent = time.monotonic()
+        child.send_signal(signal.SIGINT)  # a real Ctrl-C, while the sync task sleeps
+        _, err = child.communicate(timeout=30)
+        took = time.monotonic() - sent
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.communicate()
+    assert child.returncode == 130, err
+    assert took < 15  # never waited for the 600 s task
+    assert "interrupted" in err
+    assert "Traceback" not in err  # no "Exception ignored in threading._shutdown"
+    with SqliteStateStore(tmp_path / ".flowplan" / "runs.db") as store:
+        (info,) = store.list_runs()
+        assert info.status == "failed"
+        snap = store.load(info.run_id)
+    assert snap["first"].status is TaskStatus.SUCCEEDED
+    assert snap["slow"].status is TaskStatus.FAILED
+    assert snap["slow"].error is not None
+    assert snap["slow"].error.kind == "interrupted"
+    (tmp_path / "hang.flag").unlink()
+    resumed = flowplan(tmp_path, "resume", "last")
+    assert resumed.returncode == 0, resumed.stderr
+    assert calls(tmp_path) == ["first"]  # reused, not run again

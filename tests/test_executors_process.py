@@ -27,6 +27,7 @@ from flowplan import (
     task,
 )
 from flowplan.executors import RemoteExecutor
+from reliability_helpers import within
 from remote_helpers import EXPECTED, dag, pid_alive, sleepy, summary
 
 
@@ -297,3 +298,26 @@ def test_a_child_ends_when_its_lifeline_closes_even_mid_call() -> None:
         if process.is_alive():
             process.kill()
         parent.close()
+
+
+def test_an_interrupt_from_a_task_ends_a_process_run_at_once(registry: flowplan.Registry) -> None:
+    @task
+    def hanging() -> int:
+        time.sleep(120)
+        return 1
+
+    @task
+    def interrupter() -> int:
+        time.sleep(0.5)  # the sibling is running by now
+        raise KeyboardInterrupt
+
+    graph = TaskGraph.build([hanging, interrupter])
+    with ProcessExecutor(2) as executor:
+        began = time.monotonic()
+        with pytest.raises(KeyboardInterrupt) as caught:
+            within(lambda: execute(plan(graph), executor=executor), 60)
+        assert time.monotonic() - began < 60  # never waited for the 120 s sibling
+    snap = caught.value.flowplan_snapshot  # type: ignore[attr-defined]
+    for name in ("hanging", "interrupter"):
+        assert snap[name].status is TaskStatus.FAILED
+        assert snap[name].error.kind == "interrupted"

@@ -32,6 +32,7 @@ from flowplan import (
     TaskRecord,
     TaskSpec,
     TaskStatus,
+    TaskSucceeded,
     aexecute,
     execute,
     plan,
@@ -40,6 +41,10 @@ from flowplan import (
 from flowplan.engine import SqliteStateStore
 from flowplan.errors import StoreError
 from flowplan.store import JournalStore
+from reliability_helpers import within
+
+INTERRUPT_BOUND = 20.0  # seconds: "the run ended at once", with room for a loaded machine
+INTERRUPT_HANG = 120.0  # how long a sibling runs if nothing interrupts it
 
 
 def _run(driver: str, the_plan: Plan, **options: Any) -> Snapshot:
@@ -206,6 +211,76 @@ def test_keyboard_interrupt_in_the_main_thread_records_state_and_reraises(
     resumed = execute(plan(graph, stored), executor=InlineExecutor())
     assert resumed["quick"].attempts == 1
     assert resumed.value(slow) == 2
+
+
+@pytest.mark.parametrize("kind", [KeyboardInterrupt, SystemExit])
+@pytest.mark.parametrize("driver", ["sync", "async"])
+def test_an_interrupt_from_a_task_ends_the_run_at_once_and_interrupts_its_siblings(
+    registry: Registry, kind: type[BaseException], driver: str, tmp_path: Path
+) -> None:
+    release, hanging_started = threading.Event(), threading.Event()
+    recorder = RecordingHook()
+
+    @task
+    def quick() -> int:
+        return 1
+
+    @task
+    def hanging() -> int:  # a sync sibling that would run for minutes
+        hanging_started.set()
+        release.wait(INTERRUPT_HANG)
+        return 2
+
+    @task
+    async def waiting() -> int:  # an async sibling, as long
+        while not release.is_set():
+            await asyncio.sleep(0.02)
+        return 3
+
+    @task
+    def interrupter() -> int:
+        if not release.is_set():  # only the first run is interrupted
+            assert hanging_started.wait(INTERRUPT_BOUND)
+            deadline = time.monotonic() + INTERRUPT_BOUND  # quick really finished before
+            while not any(
+                isinstance(e, TaskSucceeded) and e.task == "quick" for e in list(recorder.events)
+            ):
+                assert time.monotonic() < deadline
+                time.sleep(0.01)
+            raise kind
+        return 4
+
+    @task(depends_on=[hanging, waiting, interrupter])
+    def after(hanging: int, waiting: int, interrupter: int) -> int:
+        return hanging + waiting + interrupter
+
+    graph = TaskGraph.build([quick, hanging, waiting, interrupter, after])
+    with SqliteStateStore(tmp_path / "s.db") as store:
+        began = time.monotonic()
+        with pytest.raises(kind) as caught:
+            within(
+                lambda: _run(
+                    driver, plan(graph, run_id="r1"), store=store, hooks=[recorder], max_workers=4
+                ),
+                INTERRUPT_BOUND,
+            )
+        assert time.monotonic() - began < INTERRUPT_BOUND  # never waited for the siblings
+        stored = store.load("r1")
+        assert store.get_run("r1").status == "failed"
+        partial: Snapshot = caught.value.flowplan_snapshot  # type: ignore[attr-defined]
+        for snap in (partial, stored):
+            assert snap["quick"].status is TaskStatus.SUCCEEDED  # finished before the interrupt
+            for name in ("interrupter", "hanging", "waiting"):  # not succeeded: they run again
+                record = snap[name]
+                assert record.status is TaskStatus.FAILED, name
+                assert record.error is not None
+                assert record.error.kind == "interrupted", name
+            assert snap["after"].status in {TaskStatus.SKIPPED, TaskStatus.CANCELLED}
+        assert isinstance(recorder.events[-1], RunFinished)
+        release.set()
+        resumed = execute(plan(graph, stored, run_id="r2"), store=store)
+    assert resumed.value(after) == 9
+    assert resumed["quick"].attempts == 1  # reused, not re-run
 
 
 class _BrokenStore(MemoryStore):

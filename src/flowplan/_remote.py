@@ -406,9 +406,13 @@ def drive(run: _Run, executor: Executor) -> None:
             wait = None
             if timers:
                 wait = max(0.0, timers[0][0] - time.monotonic())
+            if run.fatal is not None:  # a task interrupted the run: take what already ended,
+                wait = 0.0  # then what still runs is interrupted (below), never waited for
             try:
                 name, token, future = events.get(timeout=wait)
             except queue.Empty:
+                if run.fatal is not None:
+                    break
                 now = time.monotonic()
                 while timers and timers[0][0] <= now:
                     _, _, name, token, is_timeout = heapq.heappop(timers)
@@ -448,11 +452,18 @@ def drive(run: _Run, executor: Executor) -> None:
                 task_.handle = None
             step(name, outcome)
     except BaseException as exc:  # an interrupt in this thread, or a store that cannot write
-        for task_ in tasks.values():
-            if task_.future is not None:
-                with contextlib.suppress(Exception):
-                    abandon(executor, task_.future)
+        _abandon_all(executor, tasks)
         run.abort(exc)
+    if run.fatal is not None and run.unfinished > 0:
+        _abandon_all(executor, tasks)
+        run.abort(run.fatal)
+
+
+def _abandon_all(executor: Executor, tasks: dict[str, _Task]) -> None:
+    for task_ in tasks.values():
+        if task_.future is not None:
+            with contextlib.suppress(Exception):
+                abandon(executor, task_.future)
 
 
 _blocked: dict[tuple[str, str], Future[Any]] = {}

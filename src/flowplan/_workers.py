@@ -70,7 +70,9 @@ class Workers:
                 self._start()
 
     def _start(self) -> None:
-        thread = threading.Thread(target=self._loop, name=f"flowplan_{self._count}")
+        # Daemons: a run that ends early (an interrupt) abandons the tasks still running, and
+        # they must not keep the process from exiting.
+        thread = threading.Thread(target=self._loop, name=f"flowplan_{self._count}", daemon=True)
         try:
             thread.start()
         except RuntimeError:  # "can't start new thread": the running ones take the queue

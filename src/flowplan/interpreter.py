@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import Executor
 from typing import TYPE_CHECKING, Any
 
+from flowplan._daemon_threads import DaemonThreads
 from flowplan._fanout import origin
 from flowplan._isolation import isolate
 from flowplan._machine import _Done, _Run
@@ -74,6 +75,8 @@ def _job(run: _Run, name: str, emit: Callable[[TaskEvent], None]) -> None:
         attempt = isolated.call if isolated is not None and isolated.covers(name) else call
 
         def answer(request: Call) -> Outcome:
+            if run.fatal is not None:  # interrupted meanwhile: no new attempt (a retry) starts
+                return Raised(run.fatal, 0.0)
             run.durable_start(name, request.attempt)  # at_most_once: committed before the body
             return attempt(spec, kwargs, run.run_id, request.attempt)
 
@@ -428,12 +431,33 @@ def execute(
         submit(run.start())
         while run.unfinished > 0:
             submit(_apply(run, events.get()))
+            if run.fatal is not None:
+                _interrupted(run, events)
     except BaseException as exc:  # an interrupt in this thread, or a store that cannot write
         run.abort(exc)
     finally:
         if isolated is not None:  # kills isolated attempts an interrupted run left running
             isolated.close(run.fatal)
     return run.finish()
+
+
+def _interrupted(run: _Run, events: queue.SimpleQueue[TaskEvent | _Done]) -> None:
+    """A task interrupted the run (``KeyboardInterrupt``/``SystemExit``): end it now.
+
+    What already finished (its events are queued) is applied; if tasks still run, the
+    interrupt is raised for the driver to end the run through :meth:`_Run.abort`: running
+    tasks are recorded as interrupted and abandoned (their threads are daemons; a result they
+    produce later is dropped), never waited for.
+    """
+    while run.unfinished > 0:
+        try:
+            item = events.get(block=False)
+        except queue.Empty:
+            break
+        _apply(run, item)
+    if run.unfinished > 0:
+        assert run.fatal is not None
+        raise run.fatal
 
 
 def _run_owned(
@@ -463,6 +487,8 @@ def _run_owned(
                 run.unlag(item)
             if ready:
                 submit(ready)
+            elif run.fatal is not None:  # a task interrupted the run (nothing becomes ready)
+                _interrupted(run, events)
     except BaseException as exc:  # an interrupt in this thread, or a store that cannot write
         workers.shutdown(cancel=True)  # queued tasks never start
         run.abort(exc)
@@ -489,10 +515,17 @@ async def aexecute(
     """Run ``plan`` on the running asyncio loop and return the new snapshot.
 
     ``async def`` tasks are awaited on the loop (timeouts cancel them); sync tasks run on
-    ``executor`` (default: the loop's default executor). ``max_workers`` caps how many tasks
-    run at once (default: unlimited). ``retry_budget`` caps retries run-wide, as in
-    :func:`execute`. ``isolation="process"`` tasks (``async def`` ones too) run their attempts
-    in a process pool of ``process_workers`` the run owns, as in :func:`execute`.
+    ``executor`` (default: daemon threads the run owns, so sync attempts an interrupted or
+    cancelled run abandons never keep ``asyncio.run`` or the process from ending).
+    ``max_workers`` caps how many tasks run at once (default: unlimited). ``retry_budget``
+    caps retries run-wide, as in :func:`execute`. ``isolation="process"`` tasks (``async def``
+    ones too) run their attempts in a process pool of ``process_workers`` the run owns, as in
+    :func:`execute`.
+
+    A task's ``KeyboardInterrupt``/``SystemExit``, or cancelling this coroutine, ends the run
+    at once: tasks that finished keep their records, running ones are recorded as interrupted
+    (async ones cancelled, sync ones abandoned), the rest cancelled; ``RunFinished`` is
+    emitted and the exception propagates with the snapshot as ``flowplan_snapshot``.
     """
     if max_workers is not None:
         validate_max_workers(max_workers)
@@ -514,8 +547,14 @@ async def aexecute(
     tasks: set[asyncio.Task[None]] = set()
     stopped: list[BaseException] = []  # what ended the run early (a store error, a cancel)
 
+    owned: list[DaemonThreads] = []  # sync attempts' threads when no executor is given
+
     def run_sync(fn: Callable[[], Outcome]) -> asyncio.Future[Outcome]:
-        return loop.run_in_executor(executor, fn)
+        if executor is not None:
+            return loop.run_in_executor(executor, fn)
+        if not owned:
+            owned.append(DaemonThreads())
+        return loop.run_in_executor(owned[0], fn)
 
     def emit(event: TaskEvent) -> None:
         if stopped:
@@ -527,7 +566,7 @@ async def aexecute(
             finished.set()
             return
         spawn(ready)
-        if run.unfinished == 0:
+        if run.unfinished == 0 or run.fatal is not None:  # done, or a task interrupted the run
             finished.set()
 
     async def job(name: str) -> None:
@@ -598,15 +637,18 @@ async def aexecute(
         if run.unfinished == 0:
             finished.set()
         await finished.wait()
-    except BaseException as exc:  # cancelled or interrupted while waiting
+        if run.fatal is not None and run.unfinished > 0:  # a task interrupted the run:
+            stopped.append(run.fatal)  # what still runs is interrupted, never waited for
+    except BaseException as exc:  # cancelled (or interrupted) while waiting: recorded below
         stopped.append(exc)
-        raise
     finally:
         if stopped:  # nothing may keep running for a run that has ended
             for job_task in tasks:
                 job_task.cancel()
         if isolated is not None:
             isolated.close(stopped[0] if stopped else run.fatal, wait=False)
+        if owned:  # idle threads end; running ones (an interrupted run's) are abandoned
+            owned[0].shutdown(wait=False)
     if stopped:
         run.abort(stopped[0])
     return run.finish()
