@@ -470,3 +470,36 @@ def test_import_flowplan_does_not_import_cattrs() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
     )
     assert done.stdout.strip() == "False"
+
+
+def test_engine_run_report_and_resume_give_the_declared_type(tmp_path: Path) -> None:
+    import asyncio
+
+    from flowplan.engine import build_default_engine
+
+    store = SqliteStateStore(tmp_path / "runs.db")
+    engine = build_default_engine(state_store=store)
+    seen: list[object] = []
+
+    @engine.task(name="make", dag="typed")
+    def make() -> list[Segment]:
+        return [SEGMENT]
+
+    @engine.task(name="use", dag="typed", deps=[make])
+    def use(make: list[Segment]) -> int:
+        seen.append(make)
+        if len(seen) == 1:
+            raise RuntimeError("use fails once")
+        return len(make)
+
+    try:
+        first = asyncio.run(engine.run_once("typed"))
+        report = engine.get_run_report(first)
+        assert report["tasks"]["make"]["result"] == [SEGMENT]
+        assert type(report["tasks"]["make"]["result"][0]) is Segment
+        second = asyncio.run(engine.resume(first))
+        assert engine.get_run_report(second)["tasks"]["use"]["result"] == 1
+        assert type(seen[1][0]) is Segment  # type: ignore[index]  # reused, rebuilt
+    finally:
+        engine.close()
+        store.close()

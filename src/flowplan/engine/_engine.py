@@ -391,7 +391,13 @@ class Engine:
         Raises:
             UnknownTaskError: no such run in the state store ("did you mean ...").
         """
-        return build_report(self.state_store.get_run(run_id), self.state_store.load(run_id))
+        info = self.state_store.get_run(run_id)
+        snapshot = self.state_store.load(run_id)
+        if info.dag_name is not None and info.dag_name in self.list_dags():
+            from flowplan.store._typed import restore_readable
+
+            snapshot = restore_readable(snapshot, self.graph(info.dag_name))  # typed results
+        return build_report(info, snapshot)
 
     # -- lifecycle ------------------------------------------------------------------------
     @property

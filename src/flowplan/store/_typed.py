@@ -48,6 +48,7 @@ __all__ = [
     "declared_type",
     "from_stored",
     "record_type",
+    "restore_readable",
     "restore_values",
     "restored_or_failed",
     "stores_typed",
@@ -314,6 +315,24 @@ def restore_values(snapshot: Snapshot, graph: TaskGraph) -> Snapshot:
         if type(record.value) is not Unstructured:
             continue
         changed[name] = restored_or_failed(record, record_type(graph, name))
+    if not changed:
+        return snapshot
+    return attrs.evolve(snapshot, records={**snapshot.records, **changed})
+
+
+def restore_readable(snapshot: Snapshot, graph: TaskGraph) -> Snapshot:
+    """``snapshot`` with each stored typed value that fits ``graph``'s declared type rebuilt;
+    one that does not stays as stored (for reports: the record itself is not judged)."""
+    changed: dict[str, TaskRecord] = {}
+    for name, record in snapshot.records.items():
+        stored = record.value
+        if type(stored) is not Unstructured:
+            continue
+        hint = record_type(graph, name)
+        if hint is None:
+            continue
+        with contextlib.suppress(SerializationError):
+            changed[name] = attrs.evolve(record, value=from_stored(stored, hint, name))
     if not changed:
         return snapshot
     return attrs.evolve(snapshot, records={**snapshot.records, **changed})
