@@ -1,4 +1,4 @@
-"""Per-task costs of what a run may carry: a SQLite store, a StructlogHook, and memory.
+"""Per-task costs of what a run may carry: a SQLite store, hooks (structlog, OpenTelemetry), memory.
 
 Place: benchmarks (not collected by pytest). Each figure is measured on the lattice shape
 (inline executor, so the cost is ours, not a pool's): the overhead is the run's time with the
@@ -31,6 +31,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from opentelemetry.metrics import NoOpMeterProvider
+from opentelemetry.trace import NoOpTracerProvider
+
 from benchmarks.core import declare, lattice
 from flowplan import (
     CallbackHook,
@@ -42,6 +45,7 @@ from flowplan import (
     execute,
     plan,
 )
+from flowplan.observe import OpenTelemetryHook
 from flowplan.store import SqliteStateStore
 
 __all__ = ["measure_extras", "measure_extras_isolated", "render_extras"]
@@ -93,6 +97,9 @@ def measure_extras(tasks: int = 2_000, repeat: int = 3) -> list[dict[str, Any]]:
             "StructlogHook, no-op logger": lambda: _timed(
                 graph, hooks=[StructlogHook(_NoopLogger())]
             ),
+            "OpenTelemetryHook, no-op providers": lambda: _timed(
+                graph, hooks=[OpenTelemetryHook(NoOpTracerProvider(), NoOpMeterProvider())]
+            ),
         }
         samples: dict[str, list[tuple[float, float]]] = {name: [] for name in cases}
         for _ in range(repeat):
@@ -128,6 +135,15 @@ def measure_extras(tasks: int = 2_000, repeat: int = 3) -> list[dict[str, Any]]:
             "what": "StructlogHook itself (over a no-op hook)",
             "us": (median(hook, 0) - median(noop, 0)) / 2,
             "cpu_us": (median(hook, 1) - median(noop, 1)) / 2,
+            "unit": "event",
+        }
+    )
+    otel = "OpenTelemetryHook, no-op providers"
+    rows.append(
+        {
+            "what": "OpenTelemetryHook itself (over a no-op hook)",
+            "us": (median(otel, 0) - median(noop, 0)) / 2,
+            "cpu_us": (median(otel, 1) - median(noop, 1)) / 2,
             "unit": "event",
         }
     )

@@ -311,3 +311,29 @@ def test_bad_dask_options_are_clear_errors(client: distributed.Client) -> None:
         DaskExecutor("localhost")
     with pytest.raises(InvalidOptionError, match="keep_values_on_cluster must be True or False"):
         DaskExecutor(client, keep_values_on_cluster="yes")  # type: ignore[arg-type]
+
+
+def test_the_attempt_span_is_current_on_a_dask_worker(
+    client: distributed.Client, registry: flowplan.Registry
+) -> None:
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    import otel_helpers
+    from flowplan import TaskSpec
+    from flowplan.observe import OpenTelemetryHook
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    graph = TaskGraph.build([TaskSpec("ids", otel_helpers.span_ids)])
+    for run in (execute, lambda p, **kw: asyncio.run(aexecute(p, **kw))):
+        exporter.clear()
+        snapshot = run(
+            plan(graph), executor=DaskExecutor(client), hooks=[OpenTelemetryHook(provider)]
+        )
+        (span,) = [s for s in exporter.get_finished_spans() if s.name == "ids"]
+        assert span.context is not None
+        assert snapshot.value("ids") == (span.context.trace_id, span.context.span_id)
+    provider.shutdown()

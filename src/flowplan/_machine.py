@@ -352,7 +352,11 @@ class _Run(TaskStarter):
     def start(self) -> list[str]:
         """Emit the run's first events; return the tasks ready at once."""
         plan = self.plan
-        self.emit(RunStarted(self.run_id, self.clock(), plan.to_run, tuple(plan.reused)))
+        self.emit(
+            RunStarted(
+                self.run_id, self.clock(), plan.to_run, tuple(plan.reused), plan.resumed_from
+            )
+        )
         changed = plan.code_changed
         for name, record in plan.reused.items():
             event = TaskReused(self.run_id, self.clock(), name, record, changed.get(name))

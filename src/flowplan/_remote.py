@@ -31,6 +31,7 @@ from flowplan._effects import KEYED_EFFECTS, LazyKey, key_inputs, lineage_of, re
 from flowplan._fanout import origin
 from flowplan._process import dumps  # cloudpickle when installed, else pickle
 from flowplan._program import Call, Outcome, Raised, Returned, Sleep, TimedOut
+from flowplan._tracecontext import carrier, child_scope
 from flowplan.attempt import NEVER_CANCELLED, AttemptContext, _current
 from flowplan.errors import SerializationError
 from flowplan.events import TaskEvent, TaskFailed
@@ -103,7 +104,7 @@ def run_attempt_with(
 
 def _attempt(parts: tuple[Any, ...]) -> tuple[bool, bytes, float]:
     """Run one attempt from its unpickled payload (see :func:`payload`)."""
-    fn_blob, kwargs, run_id, task, attempt, timeout, keyed = parts
+    fn_blob, kwargs, run_id, task, attempt, timeout, keyed, trace = parts
     fn = pickle.loads(fn_blob)
     # keyed: (lineage id, the keyed arguments' names) for tasks with an effect, else None
     key = None if keyed is None else LazyKey(keyed[0], task, {k: kwargs[k] for k in keyed[1]})
@@ -114,9 +115,10 @@ def _attempt(parts: tuple[Any, ...]) -> tuple[bool, bytes, float]:
     token = _current.set(ctx)
     start = time.perf_counter()
     try:
-        value = fn(**kwargs)
-        if inspect.iscoroutine(value):
-            value = asyncio.run(value)
+        with child_scope(trace):  # the parent's attempt span is current in the body
+            value = fn(**kwargs)
+            if inspect.iscoroutine(value):
+                value = asyncio.run(value)
     except BaseException as exc:
         return False, _dump_error(exc), (time.perf_counter() - start) * 1000
     finally:
@@ -224,7 +226,8 @@ def payload(
         keyed = None
         if spec.effect in KEYED_EFFECTS:  # the child derives the same idempotency key
             keyed = (lineage_of(run_id), tuple(key_inputs(spec, kwargs)))
-        return dumps((fn_blob, kwargs, run_id, spec.name, attempt, spec.timeout_s, keyed))
+        trace = carrier()  # the attempt's trace context, when tracing is in use
+        return dumps((fn_blob, kwargs, run_id, spec.name, attempt, spec.timeout_s, keyed, trace))
     except Exception as exc:
         raise SerializationError(
             f"task {spec.name!r}: its inputs cannot be sent to another process: {exc}; "
@@ -317,11 +320,19 @@ def drive(run: _Run, executor: Executor) -> None:
         try:
             run.durable_start(name, attempt)  # at_most_once: committed before the attempt
             fn_blob = blobs[origin(run, name)]
-            if kept is not None:
-                future, task.handle = kept.submit(spec, fn_blob, task.kwargs, run.run_id, attempt)
-            else:
-                blob = payload(spec, fn_blob, task.kwargs, run.run_id, attempt)
-                future = executor.submit(run_attempt, blob)
+            scope = (  # the payload carries the scope's trace context (e.g. the attempt's span)
+                run.dispatch.attempt_scope(run.run_id, name, attempt)
+                if run.dispatch.scopes
+                else contextlib.nullcontext()
+            )
+            with scope:
+                if kept is not None:
+                    future, task.handle = kept.submit(
+                        spec, fn_blob, task.kwargs, run.run_id, attempt
+                    )
+                else:
+                    blob = payload(spec, fn_blob, task.kwargs, run.run_id, attempt)
+                    future = executor.submit(run_attempt, blob)
         except Exception as exc:  # unpicklable inputs, or an executor shut down under us
             return Raised(exc, 0.0)
         task.token += 1

@@ -34,12 +34,14 @@ __all__ = [
 
 @attrs.frozen
 class RunStarted:
-    """A run began: ``pending`` tasks will run, ``reused`` come from an earlier snapshot."""
+    """A run began: ``pending`` tasks will run, ``reused`` come from an earlier snapshot;
+    ``resumed_from`` is the run id of that snapshot (``None`` for a fresh run)."""
 
     run_id: str
     time: float
     pending: tuple[str, ...]
     reused: tuple[str, ...] = ()
+    resumed_from: str | None = None
 
 
 @attrs.frozen

@@ -9,9 +9,10 @@ logger it is given (default: ``structlog.get_logger("flowplan")``).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 import structlog
@@ -34,7 +35,14 @@ from flowplan.events import (
 )
 from flowplan.snapshot import ErrorInfo
 
-__all__ = ["CallbackHook", "Hook", "HookDispatcher", "RecordingHook", "StructlogHook"]
+__all__ = [
+    "AttemptScope",
+    "CallbackHook",
+    "Hook",
+    "HookDispatcher",
+    "RecordingHook",
+    "StructlogHook",
+]
 
 _log = logging.getLogger("flowplan")
 
@@ -45,6 +53,23 @@ class Hook(Protocol):
 
     def on_event(self, event: Event) -> None:
         """Observe one event. Must not block for long: it runs on the scheduling thread."""
+
+
+@runtime_checkable
+class AttemptScope(Protocol):
+    """A hook that also wraps each attempt's body (an optional capability of a hook).
+
+    The interpreter enters ``attempt_scope(run_id, task, attempt)`` in the thread or task that
+    runs the body, around the body only — e.g. :class:`~flowplan.observe.OpenTelemetryHook`
+    makes the attempt's span current there. It is called from worker threads, concurrently:
+    it must be thread-safe, and cheap.
+    """
+
+    def attempt_scope(
+        self, run_id: str, task: str, attempt: int
+    ) -> contextlib.AbstractContextManager[object]:
+        """A context manager entered around one attempt's body."""
+        ...  # pragma: no cover - a protocol
 
 
 class CallbackHook:
@@ -72,11 +97,34 @@ class RecordingHook:
 class HookDispatcher:
     """Deliver events to hooks; a raising hook is reported once and never breaks the run."""
 
-    __slots__ = ("_failed", "hooks")
+    __slots__ = ("_failed", "hooks", "scopes")
 
     def __init__(self, hooks: Iterable[Hook]) -> None:
         self.hooks: tuple[Hook, ...] = tuple(hooks)
         self._failed: set[int] = set()
+        self.scopes: tuple[AttemptScope, ...] = tuple(
+            hook for hook in self.hooks if isinstance(hook, AttemptScope)
+        )
+        """The hooks that wrap each attempt's body (usually none)."""
+
+    @contextlib.contextmanager
+    def attempt_scope(self, run_id: str, task: str, attempt: int) -> Iterator[None]:
+        """Enter every hook's scope around one attempt's body; a scope that raises on entry is
+        reported once and skipped (it never fails the task)."""
+        with contextlib.ExitStack() as stack:
+            for hook in self.scopes:
+                try:
+                    stack.enter_context(hook.attempt_scope(run_id, task, attempt))
+                except Exception:
+                    if id(hook) not in self._failed:
+                        self._failed.add(id(hook))
+                        _log.exception(
+                            "flowplan hook %r raised entering the scope of task %r; the run "
+                            "continues",
+                            hook,
+                            task,
+                        )
+            yield
 
     def __bool__(self) -> bool:
         return bool(self.hooks)

@@ -13,6 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
+import contextvars
+import functools
 import queue
 import time
 from collections.abc import Callable, Iterable
@@ -53,6 +56,7 @@ from flowplan.snapshot import ErrorInfo, Snapshot
 from flowplan.transitions import advance
 
 if TYPE_CHECKING:
+    from flowplan.spec import TaskSpec
     from flowplan.store import StateStore
 
 __all__ = ["aexecute", "execute"]
@@ -74,10 +78,15 @@ def _job(run: _Run, name: str, emit: Callable[[TaskEvent], None]) -> None:
         isolated = run.isolated
         attempt = isolated.call if isolated is not None and isolated.covers(name) else call
 
+        dispatch = run.dispatch
+
         def answer(request: Call) -> Outcome:
             if run.fatal is not None:  # interrupted meanwhile: no new attempt (a retry) starts
                 return Raised(run.fatal, 0.0)
             run.durable_start(name, request.attempt)  # at_most_once: committed before the body
+            if dispatch.scopes:  # hooks that wrap the body (e.g. its OpenTelemetry span)
+                with dispatch.attempt_scope(run.run_id, name, request.attempt):
+                    return attempt(spec, kwargs, run.run_id, request.attempt)
             return attempt(spec, kwargs, run.run_id, request.attempt)
 
         run_program(
@@ -117,6 +126,7 @@ def _plain_job(run: _Run, name: str, emit: Callable[[Any], None]) -> None:
     specs = run.graph.specs
     chain_next = run.chain_next
     lagged = run.lagged  # released values: wait for the driver before queueing more of them
+    scoped = bool(run.dispatch.scopes)  # hooks that wrap each body (e.g. an OpenTelemetry span)
     kwargs: dict[str, Any] | None = None
     try:
         while True:
@@ -136,7 +146,11 @@ def _plain_job(run: _Run, name: str, emit: Callable[[Any], None]) -> None:
             token = _current.set((run_id, name))  # current_attempt() builds the context
             start = time.perf_counter()
             try:
-                value = fn(**kwargs)
+                if scoped:
+                    with run.dispatch.attempt_scope(run_id, name, 1):
+                        value = fn(**kwargs)
+                else:
+                    value = fn(**kwargs)
             except BaseException as exc:
                 duration = (time.perf_counter() - start) * 1000
                 _current.reset(token)
@@ -402,7 +416,7 @@ def execute(
         return run.finish()
     if isinstance(executor, InlineExecutor):
         try:
-            if store is None:
+            if store is None and not run.dispatch.scopes:  # scoped bodies: the general loop
                 _run_inline_storeless(run)
             else:
                 _run_inline(run)
@@ -548,8 +562,11 @@ async def aexecute(
     stopped: list[BaseException] = []  # what ended the run early (a store error, a cancel)
 
     owned: list[DaemonThreads] = []  # sync attempts' threads when no executor is given
+    dispatch = run.dispatch
 
     def run_sync(fn: Callable[[], Outcome]) -> asyncio.Future[Outcome]:
+        if dispatch.scopes:  # the body's thread sees what the attempt's scope set (its span)
+            fn = functools.partial(contextvars.copy_context().run, fn)
         if executor is not None:
             return loop.run_in_executor(executor, fn)
         if not owned:
@@ -568,6 +585,23 @@ async def aexecute(
         spawn(ready)
         if run.unfinished == 0 or run.fatal is not None:  # done, or a task interrupted the run
             finished.set()
+
+    async def attempt_once(
+        name: str, spec: TaskSpec[..., Any], kwargs: dict[str, Any], attempt: int
+    ) -> Outcome:
+        if isolated is not None and isolated.covers(name):
+            return await isolated.acall(spec, kwargs, run.run_id, attempt)
+        if remote and (not spec.is_async or spec.isolation == "process"):
+            assert executor is not None
+            return await acall_remote(
+                spec,
+                kwargs,
+                run.run_id,
+                attempt,
+                executor=executor,
+                fn_blob=blobs[origin(run, name)],
+            )
+        return await acall(spec, kwargs, run.run_id, attempt, run_sync)
 
     async def job(name: str) -> None:
         if limit is not None:
@@ -588,20 +622,12 @@ async def aexecute(
                 outcome: Outcome | None = None
                 if isinstance(request, Call):
                     run.durable_start(name, request.attempt)  # at_most_once: before the body
-                    if isolated is not None and isolated.covers(name):
-                        outcome = await isolated.acall(spec, kwargs, run.run_id, request.attempt)
-                    elif remote and (not spec.is_async or spec.isolation == "process"):
-                        assert executor is not None
-                        outcome = await acall_remote(
-                            spec,
-                            kwargs,
-                            run.run_id,
-                            request.attempt,
-                            executor=executor,
-                            fn_blob=blobs[origin(run, name)],
-                        )
-                    else:
-                        outcome = await acall(spec, kwargs, run.run_id, request.attempt, run_sync)
+                    with (
+                        dispatch.attempt_scope(run.run_id, name, request.attempt)
+                        if dispatch.scopes
+                        else contextlib.nullcontext()
+                    ):
+                        outcome = await attempt_once(name, spec, kwargs, request.attempt)
                 elif isinstance(request, Sleep):
                     await asyncio.sleep(request.seconds)
                 else:
