@@ -549,3 +549,93 @@ def test_ctrl_c_records_the_run_and_exits_at_once_with_130(tmp_path: Path) -> No
     resumed = flowplan(tmp_path, "resume", "last")
     assert resumed.returncode == 0, resumed.stderr
     assert calls(tmp_path) == ["first"]  # reused, not run again
+
+
+FAN_OUT = """
+from pathlib import Path
+
+from flowplan import Flow, Registry, task
+
+HERE = Path(__file__).parent
+registry = Registry()
+
+
+@task(registry=registry)
+def list_files() -> list[str]:
+    return ["a.csv", "b.csv", "c.csv"]
+
+
+@task(depends_on=[list_files], fan_out=list_files, registry=registry)
+def count_rows(list_files: str) -> int:
+    if list_files == "b.csv" and (HERE / "broken.flag").exists():
+        raise OSError(f"cannot read {list_files}")
+    return len(list_files)
+
+
+@task(depends_on=[count_rows], registry=registry)
+def total(count_rows: list[int]) -> int:
+    return sum(count_rows)
+
+
+flow = Flow(total, registry=registry, fail_fast=False, log=False)
+"""
+
+FAN_OUT_ORDER = ["list_files", "count_rows", *(f"count_rows[{i}]" for i in range(3)), "total"]
+
+
+def _table(out: str) -> list[list[str]]:
+    """The rows of the TASK table in ``out``, split into cells."""
+    lines = out.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("TASK "))
+    rows = []
+    for line in lines[start + 1 :]:
+        if not line.strip() or line.startswith("fix the cause"):
+            break
+        rows.append(line.split())
+    return rows
+
+
+def test_a_fan_out_resume_has_one_count_and_one_order_everywhere(tmp_path: Path) -> None:
+    """After a fan-out resume, ``resume``, ``runs``, ``show``, ``run_finished``,
+    ``Flow.summary()`` and the snapshot agree: reused elements count as reused, and every
+    surface lists the tasks in graph order with the elements right after their task."""
+    import importlib.util
+
+    (tmp_path / "fan.py").write_text(FAN_OUT)
+    (tmp_path / "broken.flag").touch()
+    first = flowplan(tmp_path, "run", "fan.py")
+    assert first.returncode == 1, first.stdout + first.stderr
+    assert [row[0] for row in _table(first.stdout)] == FAN_OUT_ORDER
+    (tmp_path / "broken.flag").unlink()
+
+    resumed = flowplan(tmp_path, "resume", "last", "--log-format", "json")
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert resumed.stdout.splitlines()[0].endswith(": 3 succeeded, 3 reused")
+    resume_rows = _table(resumed.stdout)
+    assert [row[0] for row in resume_rows] == FAN_OUT_ORDER
+    reused = [row[0] for row in resume_rows if "reused" in row]
+    assert reused == ["list_files", "count_rows[0]", "count_rows[2]"]
+    logs = [json.loads(line) for line in resumed.stderr.splitlines() if line.startswith("{")]
+    (finished,) = [entry for entry in logs if entry["event"] == "run_finished"]
+    assert (finished["succeeded"], finished["reused"]) == (3, 3)
+    assert "failed" not in finished
+
+    runs = flowplan(tmp_path, "runs").stdout.splitlines()
+    assert "3 succeeded, 3 reused (resumes" in runs[1]  # newest first
+    assert "3 succeeded, 2 failed, 1 skipped" in runs[2]  # list_files, 2 elements; b, its task
+    shown = flowplan(tmp_path, "show", "last").stdout
+    assert _table(shown) == resume_rows  # same rows, same order, same details
+
+    spec = importlib.util.spec_from_file_location("fan_in_process", tmp_path / "fan.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    (tmp_path / "broken.flag").touch()
+    module.flow.run()
+    (tmp_path / "broken.flag").unlink()
+    module.flow.resume()
+    summary = module.flow.summary().splitlines()
+    assert [line.split()[1] for line in summary] == FAN_OUT_ORDER
+    assert list(module.flow.snapshot.records) == FAN_OUT_ORDER
+    assert list(module.flow.results) == FAN_OUT_ORDER

@@ -402,3 +402,30 @@ def test_a_succeeded_run_finishes_at_info_and_elements_name_their_parent(
         execute(plan(TaskGraph.build([fine])), executor=InlineExecutor(), hooks=[StructlogHook()])
     assert logs[-1]["event"] == "run_finished"
     assert (logs[-1]["status"], logs[-1]["log_level"]) == ("succeeded", "info")
+
+
+def test_run_finished_counts_reused_tasks_as_reused(registry: Registry) -> None:
+    @task
+    def source() -> int:
+        return 1
+
+    @task(depends_on=[source])
+    def sink(source: int) -> int:
+        if not sink_ok:
+            raise RuntimeError("not yet")
+        return source
+
+    sink_ok = False
+    graph = TaskGraph.build([source, sink])
+    first = execute(plan(graph), executor=InlineExecutor())
+    sink_ok = True
+    with capture_logs() as logs:
+        execute(plan(graph, first), executor=InlineExecutor(), hooks=[StructlogHook()])
+    finished = logs[-1]
+    assert (finished["event"], finished["log_level"]) == ("run_finished", "info")
+    assert (finished["succeeded"], finished["reused"]) == (1, 1)
+    with capture_logs() as logs:
+        execute(
+            plan(graph, overrides={"source": 5}), executor=InlineExecutor(), hooks=[StructlogHook()]
+        )
+    assert (logs[-1]["succeeded"], logs[-1]["reused"]) == (1, 1)  # an override is reused too

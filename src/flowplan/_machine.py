@@ -12,7 +12,6 @@ inherited), ``_cascade`` (skip/cancel propagation, trigger rules, in-doubt kept)
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import threading
 import time
@@ -26,6 +25,7 @@ from flowplan._effects import check_store, forget_lineage, register_lineage
 from flowplan._fanout import FanOut
 from flowplan._program import RunBudget
 from flowplan._starting import TaskStarter
+from flowplan._tally import record_order, task_counts
 from flowplan.errors import SerializationError
 from flowplan.events import (
     Event,
@@ -181,6 +181,8 @@ class _Run(TaskStarter):
             self.caching.seed(plan.reused)
         self.started = time.perf_counter()
         self.refused: BaseException | None = None  # the store's refusal to begin the run
+        # When start() began the run, on the records' clock: what started earlier was reused.
+        self.started_at: float | None = None
 
     # -- events ---------------------------------------------------------------------------
     def emit(self, event: Event) -> None:
@@ -352,11 +354,8 @@ class _Run(TaskStarter):
     def start(self) -> list[str]:
         """Emit the run's first events; return the tasks ready at once."""
         plan = self.plan
-        self.emit(
-            RunStarted(
-                self.run_id, self.clock(), plan.to_run, tuple(plan.reused), plan.resumed_from
-            )
-        )
+        self.started_at = now = self.clock()
+        self.emit(RunStarted(self.run_id, now, plan.to_run, tuple(plan.reused), plan.resumed_from))
         changed = plan.code_changed
         for name, record in plan.reused.items():
             event = TaskReused(self.run_id, self.clock(), name, record, changed.get(name))
@@ -430,12 +429,20 @@ class _Run(TaskStarter):
         raise exc  # pragma: no cover - finish() raised it
 
     def finish(self) -> Snapshot:
-        # Record order: reused ones, then the planned ones in plan order (a task that never
-        # got a record — an interrupted run — is PENDING). O(n), once per run.
+        # Record order (``_tally.record_order``, the one every surface shows): the run's tasks,
+        # reused or run, in graph order, each fan-out task's elements right after it (a task
+        # that never got a record — an interrupted run — is PENDING). O(n), once per run.
         records = self.records
-        ordered = {name: records[name] for name in self.plan.reused}  # maybe released since
-        names = self.plan.to_run if self.fanout is None else self.fanout.ordered(self.plan.to_run)
-        for name in names:
+        plan = self.plan
+        tasks: Iterable[str] = plan.to_run
+        if plan.reused:
+            scheduled = set(plan.to_run)
+            tasks = [n for n in self.graph.order if n in plan.reused or n in scheduled]
+        if self.fanout is not None:
+            members = self.fanout.members.values()
+            tasks = record_order(tasks, [name for names in members for name in names])
+        ordered: dict[str, TaskRecord | _Ok] = {}
+        for name in tasks:
             ordered[name] = records.get(name) or TaskRecord(name, _PENDING)
         self.records = ordered
         self.view = _Records(ordered)
@@ -443,21 +450,19 @@ class _Run(TaskStarter):
         lineage = None if self.lineage == self.run_id else self.lineage
         snapshot = Snapshot(self.run_id, view, lineage_id=lineage)
         forget_lineage(self.run_id)
-        by_status = collections.Counter([status for _, status in view.statuses()])
-        counts = {status.value: count for status, count in by_status.items()}
+        known = plan.reused.keys() | plan.elements.keys() if plan.reused or plan.elements else ()
+        counts = task_counts(view, run_started_at=self.started_at, reused=known)
         bad = (TaskStatus.FAILED, TaskStatus.CANCELLED, TaskStatus.IN_DOUBT)
         detached = self.graph.detached
         if detached:
             failed = any(st in bad for name, st in view.statuses() if name not in detached)
         else:
-            failed = any(by_status[status] for status in bad)
+            failed = any(counts.get(status.value) for status in bad)
         status = "failed" if failed else "succeeded"
         duration = (time.perf_counter() - self.started) * 1000
         if self.store is not None:
             self.store.finish_run(snapshot, status)
-        self.emit(
-            RunFinished(self.run_id, self.clock(), status, tuple(sorted(counts.items())), duration)
-        )
+        self.emit(RunFinished(self.run_id, self.clock(), status, tuple(counts.items()), duration))
         if self.fatal is not None:
             self.fatal.flowplan_snapshot = snapshot  # type: ignore[attr-defined]
             raise self.fatal

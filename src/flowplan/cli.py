@@ -42,6 +42,7 @@ from flowplan._cli_runs import (
 from flowplan._cli_target import Target, load_target, split_target
 from flowplan._estimate import store_history
 from flowplan._html import render_html
+from flowplan._tally import reused_names
 from flowplan.cache import MemoryCache, ResultCache, SqliteCache
 from flowplan.errors import FlowplanError
 from flowplan.hooks import Hook
@@ -271,10 +272,10 @@ def _execute(
         context=context,
     )
     info = store.get_run(planned.run_id)
-    reused = tuple(planned.reused)
     took = format_duration(_duration_ms(info))
-    print(f"run {info.run_id} {info.status} in {took}: {status_counts(result, reused=reused)}")
-    print(snapshot_table(result, reused=reused))
+    counts = status_counts(result, run_started_at=info.created_at)  # as `runs` counts it
+    print(f"run {info.run_id} {info.status} in {took}: {counts}")
+    print(snapshot_table(result, run_started_at=info.created_at))
     stale = [f"{n} ({why})" for n, why in planned.code_changed.items() if n in planned.reused]
     if stale:
         print(
@@ -339,19 +340,6 @@ def _duration_ms(info: RunInfo) -> float | None:
     return None if info.finished_at is None else (info.finished_at - info.created_at) * 1000
 
 
-def _reused(info: RunInfo, snapshot: Snapshot) -> list[str]:
-    """Tasks of a resumed run whose records come from an earlier run."""
-    if info.resumed_from is None:
-        return []
-    return [
-        name
-        for name, record in snapshot.records.items()
-        if record.overridden
-        or (record.started_at is not None and record.started_at < info.created_at)
-        or (record.attempts == 0 and record.succeeded)
-    ]
-
-
 def _cmd_runs(args: argparse.Namespace) -> int:
     with open_store(args.store, create=False) as store:
         runs = store.list_runs()[-max(args.limit, 1) :]
@@ -362,7 +350,7 @@ def _cmd_runs(args: argparse.Namespace) -> int:
                 tasks = f"damaged: {info.damage}"
             else:
                 snapshot = store.load(info.run_id)
-                tasks = status_counts(snapshot, reused=_reused(info, snapshot)) + resumed
+                tasks = status_counts(snapshot, run_started_at=info.created_at) + resumed
             rows.append(
                 [
                     info.run_id[:12],
@@ -394,7 +382,7 @@ def _cmd_show(args: argparse.Namespace) -> int:
     if info.targets:
         print(f"targets   {', '.join(info.targets)}")
     print()
-    print(snapshot_table(snapshot, reused=_reused(info, snapshot)))
+    print(snapshot_table(snapshot, run_started_at=info.created_at))
     causes = root_cause_lines(snapshot)  # root causes apart from the cascades they caused
     if causes:
         print()
@@ -437,7 +425,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
         snapshot = store.load(info.run_id)
         recorded = read_target(args.store, info.run_id)
     graph = _report_graph(args, recorded)
-    reused = _reused(info, snapshot)
+    reused = reused_names(snapshot.records, info.created_at)  # as status_counts counts them
     facts = [
         ("dag", info.dag_name or "-"),
         ("started", format_time(info.created_at)),
@@ -451,7 +439,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
         reused=reused,
         facts=facts,
         status=info.status,
-        counts=status_counts(snapshot, reused=reused),
+        counts=status_counts(snapshot, run_started_at=info.created_at),
         root_lines=root_cause_lines(snapshot),
     )
     if args.html == "-":

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar, overload
 import attrs
 
 from flowplan._suggest import did_you_mean
+from flowplan._tally import record_order
 from flowplan._typecheck import resolve_check_types
 from flowplan.cache import ResultCache
 from flowplan.errors import InvalidOptionError, TaskFailedError, UnknownTaskError
@@ -538,8 +539,9 @@ class Flow:
         for task, value in self._overrides.items():
             name = task if isinstance(task, str) else task.name
             records[name] = self._override_record(graph, name, value)
-        order = [n for n in graph.order if n in records] if graph is not None else list(records)
-        order.extend(n for n in records if graph is None or n not in graph.specs)
+        order = list(records)
+        if graph is not None:  # the one record order: graph order, elements after their task
+            order = record_order([n for n in graph.order if n in records], records)
         detached = graph.detached if graph is not None else frozenset()
         run_id = self._snapshot.run_id if self._snapshot is not None else ""
         self._view = Snapshot(run_id, {n: records[n] for n in order})

@@ -308,7 +308,7 @@ class StructlogHook:
     ``dict_tracebacks`` render as the traceback; when no live traceback exists (an error
     rebuilt from a record), the recorded traceback text is given as ``exception``.
     ``task_retrying`` carries ``error`` and ``error_type`` too. ``run_finished`` carries the
-    run's task counts (``succeeded``, ``failed`` …).
+    run's task counts (``succeeded``, ``reused``, ``failed`` …).
 
     Without an explicit ``logger`` the hook follows the application's structlog configuration
     (``structlog.get_logger("flowplan")``) once structlog is configured; before that it writes

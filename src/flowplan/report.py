@@ -14,6 +14,7 @@ import itertools
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
+from flowplan._tally import task_counts, was_reused
 from flowplan.graph import TaskGraph
 from flowplan.plan import Plan
 from flowplan.snapshot import Snapshot, TaskRecord, TaskStatus
@@ -441,9 +442,13 @@ def _detail(record: TaskRecord, reused: bool) -> str:
     return ""
 
 
-def snapshot_table(snapshot: Snapshot, *, reused: Iterable[str] = ()) -> str:
+def snapshot_table(
+    snapshot: Snapshot, *, reused: Iterable[str] = (), run_started_at: float | None = None
+) -> str:
     """One row per task: status, attempts, duration, and the error's first line or why it
-    was skipped (with the root cause); tasks named in ``reused`` say so.
+    was skipped (with the root cause); reused tasks say so: those named in ``reused``, and
+    succeeded records the run did not produce itself (overridden, cached, or started before
+    ``run_started_at``), as :func:`status_counts` counts them.
 
     >>> from flowplan.snapshot import TaskRecord, TaskStatus
     >>> snap = Snapshot("r", {"a": TaskRecord("a", TaskStatus.SUCCEEDED, attempts=1)})
@@ -458,24 +463,30 @@ def snapshot_table(snapshot: Snapshot, *, reused: Iterable[str] = ()) -> str:
             record.status.value,
             str(record.attempts),
             format_duration(record.duration_ms),
-            _detail(record, name in again),
+            _detail(record, name in again or was_reused(record, run_started_at)),
         ]
         for name, record in snapshot.records.items()
     ]
     return format_table(["TASK", "STATUS", "ATTEMPTS", "DURATION", "DETAIL"], rows)
 
 
-def status_counts(snapshot: Snapshot, *, reused: Iterable[str] = ()) -> str:
-    """``"3 succeeded, 1 failed"`` (reused tasks counted apart), in a fixed status order."""
-    again = frozenset(reused)
-    counts: dict[str, int] = {}
-    for name, record in snapshot.records.items():
-        word = "reused" if name in again else record.status.value
-        counts[word] = counts.get(word, 0) + 1
-    order = [
-        "succeeded", "reused", "failed", "in_doubt", "skipped", "cancelled", "running", "pending"
-    ]  # fmt: skip
-    return ", ".join(f"{counts[w]} {w}" for w in order if counts.get(w)) or "no tasks"
+def status_counts(
+    snapshot: Snapshot, *, reused: Iterable[str] = (), run_started_at: float | None = None
+) -> str:
+    """``"3 succeeded, 1 reused, 1 failed"``, in a fixed order: reused tasks — those named in
+    ``reused``, and succeeded records the run did not produce itself (overridden, cached, or
+    started before ``run_started_at``) — are counted apart (the run's ``run_finished`` counts).
+
+    >>> from flowplan.snapshot import TaskRecord, TaskStatus
+    >>> snap = Snapshot("r", {
+    ...     "a": TaskRecord("a", TaskStatus.SUCCEEDED, attempts=1, started_at=5.0),
+    ...     "b": TaskRecord("b", TaskStatus.SUCCEEDED, attempts=1, started_at=20.0),
+    ...     "c": TaskRecord("c", TaskStatus.FAILED, attempts=1, started_at=21.0)})
+    >>> status_counts(snap, run_started_at=10.0)
+    '1 succeeded, 1 reused, 1 failed'
+    """
+    counts = task_counts(snapshot.records, run_started_at=run_started_at, reused=set(reused))
+    return ", ".join(f"{n} {word}" for word, n in counts.items()) or "no tasks"
 
 
 def root_cause_lines(snapshot: Snapshot) -> list[str]:

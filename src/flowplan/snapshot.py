@@ -228,6 +228,12 @@ class _Records(Mapping[str, TaskRecord]):
     def __repr__(self) -> str:
         return f"{{{', '.join(f'{name!r}: {self[name]!r}' for name in self._raw)}}}"
 
+    def built(self) -> Iterator[tuple[str, TaskRecord | None]]:
+        """Each name with its record, or ``None`` for a plain success of this run whose record
+        is not built yet (SUCCEEDED, one attempt, nothing else set), building no record."""
+        for name, record in self._raw.items():
+            yield name, (None if isinstance(record, tuple) else record)
+
     def statuses(self) -> Iterator[tuple[str, TaskStatus]]:
         """Each name with its record's status, building no record."""
         succeeded = TaskStatus.SUCCEEDED

@@ -19,6 +19,7 @@ from typing import Any
 import attrs
 
 from flowplan._suggest import did_you_mean
+from flowplan._tally import record_order
 from flowplan.errors import (
     InvalidOptionError,
     SerializationError,
@@ -643,6 +644,9 @@ class SqliteStateStore:
                 ) from damage
             decoded = (decode_record(r, self.serializer) for r in rows)
             records = {record.name: record for record in decoded}
+            if info.tasks:  # the one record order (graph order, elements after their task)
+                order = record_order([n for n in info.tasks if n in records], records)
+                records = {n: records[n] for n in order}
             snapshot = Snapshot(run_id, records, lineage_id=lineage)
             if self.cache_ttl_s:
                 self._cache[run_id] = (time.monotonic(), info, snapshot)
