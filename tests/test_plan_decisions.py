@@ -293,7 +293,7 @@ def test_explain_a_released_value_in_doubt(diamond: TaskGraph) -> None:
         "SqliteStateStore), or declare effect='pure' if running it again is harmless"
     )
     assert p.explain().splitlines() == [
-        "3 to run, 2 to reuse, 0 not needed (resuming r0)",
+        "2 to run, 2 to reuse, 0 not needed, 1 in doubt (resuming r0)",
         "reuse extract: succeeded in an earlier run",
         f"in doubt left: {reason}",
         "reuse right: succeeded in an earlier run",
