@@ -6,6 +6,8 @@
   ``graphlib.TopologicalSorter`` runner; then :mod:`benchmarks.extras` (SQLite store, hooks,
   memory, in a child process) and :mod:`benchmarks.peers` (dask, pipefunc, Hamilton, …).
 - :mod:`benchmarks.scale_out` — process and Dask executors, big intermediate values.
+- :mod:`benchmarks.store_memory` — peak memory of one large value written by a run to
+  ``SqliteStateStore`` and read back, as a multiple of its size (child processes).
 - :mod:`benchmarks.scaling_floor` — how much two minimal schedulers' cost per task grows from
   1,000 to 100,000 tasks (the machine's floor for the "flat in N" target).
 

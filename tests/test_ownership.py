@@ -313,7 +313,7 @@ def test_a_version_1_file_is_migrated_and_its_runs_resume(
     assert resumed.value(two) == 2
     conn = sqlite3.connect(db)
     try:
-        assert conn.execute("SELECT version FROM flowplan_schema").fetchall() == [(2,)]
+        assert conn.execute("SELECT version FROM flowplan_schema").fetchall() == [(3,)]
         assert conn.execute("SELECT COUNT(*) FROM run_owners").fetchone() == (0,)
     finally:
         conn.close()

@@ -77,7 +77,7 @@ class Point:
 
 def test_wal_mode_and_schema_on_a_new_file(store: SqliteStateStore, db: Path) -> None:
     assert rows(db, "PRAGMA journal_mode") == [("wal",)]
-    assert rows(db, "SELECT version FROM flowplan_schema") == [(2,)]
+    assert rows(db, "SELECT version FROM flowplan_schema") == [(3,)]
     assert isinstance(store, StateStore)
     assert isinstance(store, StateStoreProtocol)
     assert isinstance(InMemoryStateStore(), StateStoreProtocol)

@@ -44,6 +44,9 @@ Guarantees and choices:
   row is left RUNNING. A stored value that cannot be decoded (another serializer, an edited
   row) never crashes a read: that task loads as FAILED (error kind ``"serialization"``), so it
   runs again on resume.
+* A ``bytes``/``bytearray`` value is stored as itself (with the built-in serializers), and a
+  payload over 1 MiB is streamed into ``task_values`` and back with SQLite blob I/O, so a large
+  value costs about its own size in memory, not several copies.
 * Rows record their owner process: pid, a start token that detects pid reuse, hostname.
   ``recover=True`` marks FAILED only RUNNING tasks whose owner is gone — never those of a live
   process, nor those of another host (whose liveness cannot be checked from here).

@@ -20,17 +20,21 @@ import attrs
 from flowplan.errors import SerializationError
 from flowplan.plan import Action, Plan
 from flowplan.snapshot import ErrorInfo, TaskRecord, TaskStatus
-from flowplan.store._serializers import ResultSerializer
+from flowplan.store._serializers import JsonSerializer, PickleSerializer, ResultSerializer
 from flowplan.store._sqltext import text, text_or_none
 
 __all__ = [
     "INSERT_TASK_IF_MISSING",
+    "LARGE_PAYLOAD",
+    "PAYLOAD",
     "RUN_COLUMNS",
     "SCHEMA",
     "SCHEMA_VERSION",
+    "SELECT_TASKS",
     "START_TASK",
     "UPSERT_TASK",
     "DamagedRowError",
+    "LargePayload",
     "Row",
     "RunInfo",
     "damaged_run_info",
@@ -43,9 +47,12 @@ __all__ = [
     "start_params",
 ]
 
-SCHEMA_VERSION = 2
-"""1: runs and tasks. 2: + ``run_owners`` (run ownership, ``_owners.py``); a version-1 file is
-migrated on open (the table is created, the version raised)."""
+SCHEMA_VERSION = 3
+"""1: runs and tasks. 2: + ``run_owners`` (run ownership, ``_owners.py``). 3: ``bytes``/
+``bytearray`` values stored as themselves (``has_value`` 2/3) and payloads over
+:data:`LARGE_PAYLOAD` in ``task_values`` — rows an older flowplan would misread, so it refuses
+the file as newer. An older file is migrated on open (the tables it lacks are created, the
+version raised; its rows are read as they are)."""
 SCHEMA = (
     "CREATE TABLE IF NOT EXISTS flowplan_schema (version INTEGER NOT NULL)",
     "CREATE TABLE IF NOT EXISTS runs (run_id TEXT PRIMARY KEY, dag_name TEXT, "
@@ -63,6 +70,18 @@ SCHEMA = (
     # this small index twice (start, end) instead of moving its row in an index of every
     # status at each write. Files written before keep working; their old index is dropped.
     "CREATE INDEX IF NOT EXISTS tasks_running ON tasks (run_id, name) WHERE status = 'running'",
+    # A payload over LARGE_PAYLOAD lives here, in the last column of its row, so it is streamed
+    # in (a zeroblob filled by blob I/O) without SQLite building a record image of its size —
+    # which a zeroblob anywhere but the end of a row (tasks.payload) would cost. Its tasks row
+    # has payload NULL and has_value != 0; when that row is overwritten or deleted, so is this.
+    "CREATE TABLE IF NOT EXISTS task_values (run_id TEXT NOT NULL, name TEXT NOT NULL, "
+    "value BLOB NOT NULL, PRIMARY KEY (run_id, name))",
+    "CREATE TRIGGER IF NOT EXISTS task_values_replaced AFTER UPDATE OF has_value ON tasks "
+    "WHEN old.payload IS NULL AND old.has_value != 0 BEGIN DELETE FROM task_values "
+    "WHERE run_id = old.run_id AND name = old.name; END",
+    "CREATE TRIGGER IF NOT EXISTS task_values_deleted AFTER DELETE ON tasks "
+    "WHEN old.payload IS NULL AND old.has_value != 0 BEGIN DELETE FROM task_values "
+    "WHERE run_id = old.run_id AND name = old.name; END",
     "DROP INDEX IF EXISTS tasks_by_status",
     # Version 2: the live owner of each lineage of runs (see ``_owners.py``).
     "CREATE TABLE IF NOT EXISTS run_owners (lineage_id TEXT PRIMARY KEY, run_id TEXT NOT NULL, "
@@ -103,6 +122,36 @@ UPSERT_TASK = (
     f"SET {', '.join(f'{c} = excluded.{c}' for c in _TASK_COLUMNS[2:])}"
 )
 INSERT_TASK_IF_MISSING = f"INSERT OR IGNORE {_INSERT}"
+PAYLOAD = _TASK_COLUMNS.index("payload")
+"""The position of ``payload`` in a :data:`Row`."""
+LARGE_PAYLOAD = 1 << 20
+"""Payloads over this many bytes are streamed into and out of their row (SQLite blob I/O)."""
+SELECT_TASKS = (
+    f"SELECT {', '.join(c for c in _TASK_COLUMNS if c != 'payload')}, CASE WHEN "
+    f"length(payload) > {LARGE_PAYLOAD} THEN NULL ELSE payload END AS payload, "
+    "length(payload) AS payload_size, rowid AS row_id, CASE WHEN payload IS NULL AND "
+    "has_value != 0 THEN (SELECT v.rowid FROM task_values v WHERE v.run_id = tasks.run_id "
+    "AND v.name = tasks.name) END AS value_id FROM tasks WHERE run_id = ? ORDER BY rowid"
+)
+"""A run's ``tasks`` rows; a large payload is left out (``NULL``), with what streams it: the
+``row_id`` (and ``payload_size``) of one in ``tasks.payload`` (files written before
+``task_values``), or the ``value_id`` of its ``task_values`` row — so reading it never holds
+extra copies of it."""
+
+# ``has_value``: 0 no value, 1 the serializer's bytes, 2/3 a ``bytes``/``bytearray`` value
+# stored as itself (no serializer: neither base64 nor JSON copies of a large binary value).
+_SERIALIZED, _RAW_BYTES, _RAW_BYTEARRAY = 1, 2, 3
+_RAW_SERIALIZERS = (JsonSerializer, PickleSerializer)  # user serializers keep their format
+
+
+@attrs.frozen
+class LargePayload:
+    """A payload over :data:`LARGE_PAYLOAD` bytes in a :data:`Row`: the store writes the row
+    without it, then streams ``data`` into ``task_values`` in the same transaction."""
+
+    data: bytes = attrs.field(repr=lambda d: f"<{len(d)} bytes>")
+
+
 START_TASK = (
     "UPDATE tasks SET status = 'running', attempts = ?, payload = NULL, has_value = 0, "
     "released = 0, error_type = ?, error_message = ?, error_traceback = ?, error_kind = ?, "
@@ -258,10 +307,14 @@ def encode_record(
             (an exhausted ``retry_until``) is informational and dropped instead.
     """
     payload: bytes | None = None
-    has_value = record.has_value
-    if has_value:
+    has_value = int(record.has_value)
+    value = record.value
+    if has_value and type(value) in (bytes, bytearray) and type(serializer) in _RAW_SERIALIZERS:
+        payload = bytes(value)  # a bytes value is itself (no copy); a bytearray is frozen now
+        has_value = _RAW_BYTES if type(value) is bytes else _RAW_BYTEARRAY
+    elif has_value:
         try:
-            payload = bytes(serializer.dumps(record.value))
+            payload = bytes(serializer.dumps(value))
         except Exception as exc:
             if record.status is TaskStatus.SUCCEEDED:
                 raise SerializationError(
@@ -270,15 +323,18 @@ def encode_record(
                     value_type=getattr(exc, "value_type", type(record.value).__qualname__),
                     path=getattr(exc, "path", "$"),
                 ) from exc
-            has_value = False
+            has_value = 0
+    stored: bytes | LargePayload | None = payload
+    if payload is not None and len(payload) > LARGE_PAYLOAD:
+        stored = LargePayload(payload)  # streamed into the row by the store
     error = record.error
     return (  # in the order of _TASK_COLUMNS
         run_id,
         record.name,
         record.status.value,
         record.attempts,
-        payload,
-        int(has_value),
+        stored,
+        has_value,
         int(record.released),
         None if error is None else error.type,
         None if error is None else error.message,
@@ -327,18 +383,28 @@ def start_params(run_id: str, record: TaskRecord, owner: tuple[int, str, str], n
     )
 
 
-def decode_record(row: sqlite3.Row, serializer: ResultSerializer) -> TaskRecord:
+def decode_record(
+    row: sqlite3.Row, serializer: ResultSerializer, payload: bytes | bytearray | None = None
+) -> TaskRecord:
     """A ``tasks`` row as a :class:`TaskRecord`, never raising.
 
-    A row that cannot be read — typically a value the serializer cannot decode — becomes a
-    FAILED record (error kind ``"serialization"``) so the task runs again on resume.
+    ``payload``: the row's payload when it was streamed out of the row (a large one), else
+    ``None`` (read from the row). A row that cannot be read — typically a value the serializer
+    cannot decode — becomes a FAILED record (error kind ``"serialization"``) so the task runs
+    again on resume.
     """
     try:
         name = text(row["name"])
     except (TypeError, ValueError):
         name = str(row["name"])
     try:
-        has_value = bool(row["has_value"]) and row["payload"] is not None
+        if payload is None:
+            payload = row["payload"]
+        kind = int(row["has_value"])
+        has_value = kind != 0 and payload is not None
+        value: object = None
+        if has_value:
+            value = _value(kind, payload, serializer)
         error = None
         if row["error_type"] is not None:
             error = ErrorInfo(
@@ -347,23 +413,47 @@ def decode_record(row: sqlite3.Row, serializer: ResultSerializer) -> TaskRecord:
                 text_or_none(row["error_traceback"]) or "",
                 text_or_none(row["error_kind"]) or "error",
             )
+        # Text columns hold str or NULL, but for escaped strings (bytes) and damage: the
+        # common case is tested inline, the rest goes through text()/_time() (which raise).
+        status, reason, root_cause, step_key, delays, started, finished = (
+            row["status"],
+            row["reason"],
+            row["root_cause"],
+            row["step_key"],
+            row["retry_delays"],
+            row["started_at"],
+            row["finished_at"],
+        )
+        if type(status) is not str:
+            status = text(status)
+        if reason is not None and type(reason) is not str:
+            reason = text(reason)
+        if root_cause is not None and type(root_cause) is not str:
+            root_cause = text(root_cause)
+        if step_key is not None and type(step_key) is not str:
+            step_key = text(step_key)
+        if started is not None and type(started) is not float:
+            started = _time(started)
+        if finished is not None and type(finished) is not float:
+            finished = _time(finished)
+        retry_delays: tuple[float, ...] = ()
+        if delays is not None and delays != "[]":
+            retry_delays = tuple(float(d) for d in json.loads(text(delays)))
         return TaskRecord(
             name,
-            TaskStatus(text(row["status"])),
+            TaskStatus(status),
             attempts=int(row["attempts"]),
-            value=serializer.loads(bytes(row["payload"])) if has_value else None,
+            value=value,
             has_value=has_value,
             error=error,
-            started_at=_time_or_none(row["started_at"]),
-            finished_at=_time_or_none(row["finished_at"]),
+            started_at=started,
+            finished_at=finished,
             duration_ms=float(row["duration_ms"]),
-            reason=text_or_none(row["reason"]),
-            root_cause=text_or_none(row["root_cause"]),
+            reason=reason,
+            root_cause=root_cause,
             cached=bool(row["cached"]),
-            step_key=text_or_none(row["step_key"]),
-            retry_delays=tuple(
-                float(d) for d in json.loads(text_or_none(row["retry_delays"]) or "[]")
-            ),
+            step_key=step_key,
+            retry_delays=retry_delays,
             released=bool(row["released"]),
             overridden=bool(row["overridden"]),
         )
@@ -379,6 +469,16 @@ def decode_record(row: sqlite3.Row, serializer: ResultSerializer) -> TaskRecord:
             reason=message,
             root_cause=name,
         )
+
+
+def _value(kind: int, payload: bytes | bytearray, serializer: ResultSerializer) -> object:
+    if kind == _RAW_BYTES:
+        return payload if type(payload) is bytes else bytes(payload)
+    if kind == _RAW_BYTEARRAY:
+        return payload if type(payload) is bytearray else bytearray(payload)
+    if kind != _SERIALIZED:
+        raise ValueError(f"unknown has_value {kind!r} (written by a newer flowplan?)")
+    return serializer.loads(bytes(payload))
 
 
 def pending_row(run_id: str, name: str, owner: tuple[int, str, str], now: float) -> Row:

@@ -12,7 +12,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -36,12 +36,16 @@ from flowplan.store._sqlite._check import schema_problem, schema_version_problem
 from flowplan.store._sqlite._process import own_identity, owner_alive
 from flowplan.store._sqlite._rows import (
     INSERT_TASK_IF_MISSING,
+    LARGE_PAYLOAD,
+    PAYLOAD,
     RUN_COLUMNS,
     SCHEMA,
     SCHEMA_VERSION,
+    SELECT_TASKS,
     START_TASK,
     UPSERT_TASK,
     DamagedRowError,
+    LargePayload,
     Row,
     RunInfo,
     damaged_run_info,
@@ -248,7 +252,7 @@ class SqliteStateStore:
                 conn.execute(statement)
             if conn.execute("SELECT COUNT(*) FROM flowplan_schema").fetchone()[0] == 0:
                 conn.execute("INSERT INTO flowplan_schema (version) VALUES (?)", (SCHEMA_VERSION,))
-            else:  # migrate: an older file got the tables it lacked above (version 2: owners)
+            else:  # migrate: an older file got the tables it lacked above (2: owners, 3: values)
                 conn.execute("UPDATE flowplan_schema SET version = ?", (SCHEMA_VERSION,))
             conn.execute("COMMIT")
         except sqlite3.DatabaseError as exc:
@@ -296,7 +300,7 @@ class SqliteStateStore:
             rows = {key: self._row(key, item) for key, item in batch.items()}
             try:
                 with _transaction(conn):  # the batch is one transaction: all or nothing
-                    conn.executemany(UPSERT_TASK, rows.values())
+                    _upsert(conn, rows.values())
             except sqlite3.Error as exc:  # kept: a later flush() may still write it
                 raise StoreError(
                     f"cannot commit a batch of records to {self.path!r}: {exc}"
@@ -315,7 +319,7 @@ class SqliteStateStore:
             with _transaction(conn):
                 for (run_id, name), row in rows.items():
                     try:
-                        conn.execute(UPSERT_TASK, row)
+                        _upsert(conn, (row,))
                     except _DATA_ERRORS as exc:
                         bad.append(f"task {name!r} of run {run_id!r} ({exc})")
         except sqlite3.Error as exc:
@@ -366,6 +370,17 @@ class SqliteStateStore:
         with self._lock:
             try:
                 self._db().execute(sql, params)
+            except (sqlite3.Error, *_DATA_ERRORS) as exc:
+                raise StoreError(f"cannot write run {run_id!r} to {self.path!r}: {exc}") from exc
+            self._cache.pop(run_id, None)
+
+    def _write_large(self, row: Row, *, run_id: str) -> None:
+        """Commit a task row whose payload is streamed into it (one transaction)."""
+        with self._lock:
+            conn = self._db()
+            try:
+                with _transaction(conn):
+                    _upsert(conn, (row,))
             except (sqlite3.Error, *_DATA_ERRORS) as exc:
                 raise StoreError(f"cannot write run {run_id!r} to {self.path!r}: {exc}") from exc
             self._cache.pop(run_id, None)
@@ -437,7 +452,7 @@ class SqliteStateStore:
                     (*run_row, *run_row_rest),
                 )
                 rows = [self._first_row(plan, name, identity, now) for name in tasks]
-                conn.executemany(INSERT_TASK_IF_MISSING, rows)
+                _upsert(conn, rows, INSERT_TASK_IF_MISSING)
                 conn.execute("COMMIT")
             except BaseException as exc:
                 _rollback(conn)  # whatever failed, the write lock is released
@@ -579,7 +594,10 @@ class SqliteStateStore:
             return
         record = self._types.prepare(run_id, record, self.serializer)
         row = encode_record(run_id, record, self.serializer, own_identity(), time.time())
-        self._write(UPSERT_TASK, row, run_id=run_id)
+        if type(row[PAYLOAD]) is LargePayload:  # a row and its streamed payload: one commit
+            self._write_large(row, run_id=run_id)
+        else:
+            self._write(UPSERT_TASK, row, run_id=run_id)
 
     def _start(self, run_id: str, record: TaskRecord) -> None:
         """Commit a RUNNING ``record``: an update of its task's row (written at run creation),
@@ -591,7 +609,10 @@ class SqliteStateStore:
                 if updated.rowcount == 0:
                     record = self._types.prepare(run_id, record, self.serializer)
                     row = encode_record(run_id, record, self.serializer, owner, now)
-                    self._db().execute(UPSERT_TASK, row)
+                    if type(row[PAYLOAD]) is LargePayload:
+                        self._write_large(row, run_id=run_id)
+                    else:
+                        self._db().execute(UPSERT_TASK, row)
             except (sqlite3.Error, *_DATA_ERRORS) as exc:
                 raise StoreError(f"cannot write run {run_id!r} to {self.path!r}: {exc}") from exc
             self._cache.pop(run_id, None)
@@ -622,8 +643,12 @@ class SqliteStateStore:
                 try:
                     query = f"SELECT {RUN_COLUMNS} FROM runs WHERE run_id = ?"
                     row = next(iter(_fetch_all(conn, query, (run_id,))), None)
-                    query = "SELECT * FROM tasks WHERE run_id = ? ORDER BY rowid"
-                    rows = _fetch_all(conn, query, (run_id,))
+                    rows = _fetch_all(conn, SELECT_TASKS, (run_id,))
+                    large = {  # streamed out of their rows: never a second copy in memory
+                        r["row_id"]: _read_payload(conn, r)
+                        for r in rows
+                        if r["payload"] is None and r["has_value"]
+                    }
                     lineage = None if row is None else _lineage(conn, run_id)
                 finally:
                     conn.execute("COMMIT")
@@ -642,7 +667,7 @@ class SqliteStateStore:
                     run_id=run_id,
                     column=damage.column,
                 ) from damage
-            decoded = (decode_record(r, self.serializer) for r in rows)
+            decoded = (decode_record(r, self.serializer, large.get(r["row_id"])) for r in rows)
             records = {record.name: record for record in decoded}
             if info.tasks:  # the one record order (graph order, elements after their task)
                 order = record_order([n for n in info.tasks if n in records], records)
@@ -764,6 +789,55 @@ def _lineage(conn: sqlite3.Connection, run_id: str) -> str | None:
             return lineage
         current = lineage = parent
         seen.add(current)
+
+
+_CHUNK = 1 << 20  # bytes per blob read/write: what streaming a large payload holds at once
+
+
+def _upsert(conn: sqlite3.Connection, rows: Iterable[Row], sql: str = UPSERT_TASK) -> None:
+    """Write task rows with ``sql`` (in the caller's transaction). A row whose payload is a
+    :class:`LargePayload` is written without it, then the payload is streamed into the row
+    (blob I/O), so SQLite never holds a copy of the whole value (as a bound parameter and a
+    record image would)."""
+    large: list[Row] = []
+    plain: list[Row] = []
+    for row in rows:
+        (large if type(row[PAYLOAD]) is LargePayload else plain).append(row)
+    conn.executemany(sql, plain)
+    for row in large:
+        payload: LargePayload = row[PAYLOAD]
+        cursor = conn.execute(sql, (*row[:PAYLOAD], None, *row[PAYLOAD + 1 :]))
+        if cursor.rowcount == 0:  # INSERT OR IGNORE of a row that exists: it is kept
+            continue
+        cursor = conn.execute(
+            "INSERT OR REPLACE INTO task_values (run_id, name, value) VALUES (?, ?, zeroblob(?))",
+            (row[0], row[1], len(payload.data)),
+        )
+        view, rowid = memoryview(payload.data), cursor.lastrowid
+        if rowid is None:  # pragma: no cover - an INSERT always sets it
+            raise sqlite3.OperationalError("no rowid for a task_values row")
+        with conn.blobopen("task_values", "value", rowid) as blob:
+            for start in range(0, len(view), _CHUNK):
+                blob.write(view[start : start + _CHUNK])
+
+
+def _read_payload(conn: sqlite3.Connection, row: Any) -> bytes | bytearray | None:
+    """A large payload of a :data:`SELECT_TASKS` row, streamed out of where it is: one
+    ``bytes`` (for a stored ``bytearray`` value, one ``bytearray``) and nothing else of its
+    size; ``None`` when there is none."""
+    if (row["payload_size"] or 0) > LARGE_PAYLOAD:  # in tasks.payload: a file from before
+        table, column, rowid = "tasks", "payload", row["row_id"]
+    elif row["value_id"] is not None:
+        table, column, rowid = "task_values", "value", row["value_id"]
+    else:
+        return None
+    with conn.blobopen(table, column, rowid, readonly=True) as blob:
+        if row["has_value"] != 3:  # see _rows: 3 is a bytearray value stored as itself
+            return blob.read()
+        out = bytearray(len(blob))
+        for start in range(0, len(out), _CHUNK):
+            out[start : start + _CHUNK] = blob.read(_CHUNK)
+        return out
 
 
 def _readable(value: object) -> str | None:
