@@ -188,6 +188,24 @@ def test_a_task_row_with_text_that_is_not_utf8_costs_only_that_task(
         assert store.load(good).records["one"].value == 1
 
 
+def test_recovery_on_open_skips_damaged_running_rows(registry: Registry, tmp_path: Path) -> None:
+    db = tmp_path / "runs.db"
+    good, bad, _ = _three_runs(db)
+    _edit(
+        db,  # two crashed runs (RUNNING rows of a dead process), one with damaged text
+        "UPDATE runs SET status = 'running', owner_pid = 999999999 WHERE run_id IN "
+        f"('{good}', '{bad}')",
+        "UPDATE tasks SET status = 'running', owner_pid = 999999999 WHERE run_id IN "
+        f"('{good}', '{bad}') AND name = 'two'",
+        f"UPDATE tasks SET owner_host = CAST(x'ff' AS TEXT) WHERE run_id = '{bad}'",
+        f"UPDATE runs SET owner_host = CAST(x'ff' AS TEXT) WHERE run_id = '{bad}'",
+    )
+    with SqliteStateStore(db, recover=True) as store:  # as every flowplan command opens it
+        assert store.get_run(good).status == "failed"  # recovered
+        assert store.load(good).records["two"].status is TaskStatus.FAILED
+        assert store.load(bad).records["one"].value == 1  # loads; its damaged rows left alone
+
+
 CLI_PIPELINE = """
 from flowplan import task
 

@@ -736,20 +736,27 @@ class SqliteStateStore:
         with self._lock:
             self.flush()
             conn = self._db()
-            tasks = conn.execute(
+            tasks = _fetch_all(
+                conn,
                 "SELECT run_id, name, owner_pid, owner_token, owner_host FROM tasks "
-                "WHERE status = 'running'"
-            ).fetchall()
-            runs = conn.execute(
+                "WHERE status = 'running'",
+                (),
+            )
+            runs = _fetch_all(
+                conn,
                 "SELECT run_id, owner_pid, owner_token, owner_host FROM runs "
-                "WHERE status = 'running'"
-            ).fetchall()
+                "WHERE status = 'running'",
+                (),
+            )
             live = _owners.live_runs(conn)  # a live owner's run is never touched
         now = time.time()
         recovered: list[tuple[str, str]] = []
         for row in tasks:  # text columns may hold escaped strings: see _sqltext
-            run_id, name = text(row[0]), text(row[1])
-            pid, token, host = row[2], text_or_none(row[3]), text_or_none(row[4])
+            try:
+                run_id, name = text(row[0]), text(row[1])
+                pid, token, host = row[2], text_or_none(row[3]), text_or_none(row[4])
+            except (TypeError, ValueError):  # a damaged row is left as it is
+                continue
             if run_id in live or owner_alive(pid, token, host):
                 continue
             message = (
@@ -766,8 +773,11 @@ class SqliteStateStore:
             )
             recovered.append((run_id, name))
         for row in runs:
-            run_id, pid = text(row[0]), row[1]
-            token, host = text_or_none(row[2]), text_or_none(row[3])
+            try:
+                run_id, pid = text(row[0]), row[1]
+                token, host = text_or_none(row[2]), text_or_none(row[3])
+            except (TypeError, ValueError):  # a damaged row is left as it is
+                continue
             if run_id not in live and not owner_alive(pid, token, host):
                 sql = "UPDATE runs SET status = 'failed', finished_at = ? WHERE run_id = ? AND "
                 self._write(sql + "status = 'running'", (now, run_id), run_id=run_id)
