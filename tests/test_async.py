@@ -520,37 +520,47 @@ _CTRL_C = """
 import asyncio, sys, time
 from pathlib import Path
 from flowplan import Registry, TaskGraph, aexecute, plan, task
-from flowplan.engine import SqliteStateStore
+from flowplan.engine import SqliteStateStore, build_default_engine
 
-registry = Registry()
-here = Path(sys.argv[1])
+here, mode = Path(sys.argv[1]), sys.argv[2]
 
-@task(registry=registry)
-def quick() -> int:
-    return 1
 
-@task(registry=registry)
 def slow_sync() -> int:
     (here / "started").touch()
     time.sleep(600)
     return 2
 
-@task(registry=registry)
+
 async def slow_async() -> int:
     await asyncio.sleep(600)
     return 3
 
+
+def quick() -> int:
+    return 1
+
+
 store = SqliteStateStore(here / "runs.db")
-graph = TaskGraph.build([quick, slow_sync, slow_async])
-asyncio.run(aexecute(plan(graph, run_id="r1"), store=store))
+if mode == "engine":
+    engine = build_default_engine(state_store=store)
+    for fn in (quick, slow_sync, slow_async):
+        engine.task(dag="etl")(fn)
+    asyncio.run(engine.run_once("etl"))
+else:
+    registry = Registry()
+    specs = [task(registry=registry)(fn) for fn in (quick, slow_sync, slow_async)]
+    asyncio.run(aexecute(plan(TaskGraph.build(specs), run_id="r1"), store=store))
 """
 
 
-def test_ctrl_c_under_asyncio_run_records_the_run_and_exits_at_once(tmp_path: Path) -> None:
+@pytest.mark.parametrize("mode", ["aexecute", "engine"])
+def test_ctrl_c_under_asyncio_run_records_the_run_and_exits_at_once(
+    tmp_path: Path, mode: str
+) -> None:
     script = tmp_path / "ctrl_c.py"
     script.write_text(_CTRL_C, encoding="utf-8")
     child = subprocess.Popen(
-        [sys.executable, str(script), str(tmp_path)],
+        [sys.executable, str(script), str(tmp_path), mode],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -574,8 +584,9 @@ def test_ctrl_c_under_asyncio_run_records_the_run_and_exits_at_once(tmp_path: Pa
     assert "KeyboardInterrupt" in err
     assert "Exception ignored" not in err
     with SqliteStateStore(tmp_path / "runs.db") as store:
-        assert store.get_run("r1").status == "failed"
-        snap = store.load("r1")
+        (info,) = store.list_runs()
+        assert info.status == "failed"
+        snap = store.load(info.run_id)
     assert snap["quick"].status is TaskStatus.SUCCEEDED
     _interrupted(snap["slow_sync"])
     _interrupted(snap["slow_async"])

@@ -1,5 +1,5 @@
-"""A ``concurrent.futures`` executor whose threads are daemons: what ``aexecute`` runs sync
-attempts on when no ``executor=`` is given.
+"""A ``concurrent.futures`` executor whose threads are daemons: what ``aexecute`` (and an
+``Engine`` that owns its pool) runs sync attempts on when no ``executor=`` is given.
 
 Place in the data flow: interpreter (``aexecute``) → **daemon threads** → sync task bodies. A run
 that ends early (a task's ``KeyboardInterrupt``, a cancelled ``aexecute``) records the sync
@@ -30,9 +30,17 @@ _Work = tuple[Future[Any], Callable[..., Any], tuple[Any, ...], dict[str, Any]]
 class DaemonThreads(Executor):
     """Run submitted calls on daemon threads (never joined at exit)."""
 
-    def __init__(self, name: str = "flowplan-sync") -> None:
-        self._name = name
-        self._max = min(32, (os.cpu_count() or 1) + 4)
+    def __init__(
+        self, max_workers: int | None = None, *, thread_name_prefix: str = "flowplan-sync"
+    ) -> None:
+        """Prepare a pool; no thread starts before the first :meth:`submit`.
+
+        Args:
+            max_workers: the most threads (default: ``min(32, os.cpu_count() + 4)``).
+            thread_name_prefix: threads are named ``<prefix>_<n>``.
+        """
+        self._name = thread_name_prefix
+        self._max = max_workers if max_workers is not None else min(32, (os.cpu_count() or 1) + 4)
         self._work: queue.SimpleQueue[_Work | None] = queue.SimpleQueue()
         self._idle: list[None] = []  # one token per thread waiting for work (atomic append/pop)
         self._count = 0
@@ -41,7 +49,7 @@ class DaemonThreads(Executor):
     def submit(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Future[T]:
         """Queue ``fn(*args, **kwargs)``; return its future."""
         if self._closed:
-            raise RuntimeError("cannot submit to a DaemonThreads executor after shutdown()")
+            raise RuntimeError("cannot schedule new futures after shutdown")
         future: Future[T] = Future()
         self._work.put((future, fn, args, kwargs))
         if self._idle:

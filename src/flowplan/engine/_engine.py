@@ -20,12 +20,13 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable, Sequence
-from concurrent.futures import Executor, ThreadPoolExecutor
+from concurrent.futures import Executor
 from types import TracebackType
 from typing import Any, ParamSpec, TypeVar, Unpack, overload
 
 import attrs
 
+from flowplan._daemon_threads import DaemonThreads
 from flowplan._typecheck import resolve_check_types
 from flowplan.cache import ResultCache
 from flowplan.errors import FlowplanError, InvalidOptionError, UnknownTaskError
@@ -152,7 +153,8 @@ class Engine:
         self.executor: Executor = (
             executor
             if executor is not None
-            else ThreadPoolExecutor(max_workers, thread_name_prefix="flowplan-engine")
+            # daemon threads: sync tasks a cancelled run abandons never hold the process
+            else DaemonThreads(max_workers, thread_name_prefix="flowplan-engine")
         )
         self.task: TaskDecorator = TaskDecorator(self.registry)
         self._closed = False
@@ -448,7 +450,8 @@ def build_default_engine(  # noqa: PLR0917 - flowrun passes these positionally
     """Build an :class:`Engine` (flowrun's constructor).
 
     Args:
-        executor: runs sync tasks (default: a thread pool of ``max_workers`` the engine owns).
+        executor: runs sync tasks (default: a pool of ``max_workers`` daemon threads the
+            engine owns, so sync tasks a cancelled run abandons never hold the process).
         max_workers: the owned thread pool's size (>= 1).
         max_parallel: tasks running at once per run (>= 1).
         logger: a stdlib logger (default ``logging.getLogger("flowplan.engine")``).
