@@ -176,6 +176,7 @@ class GraphValidationError(FlowplanError, ExceptionGroup[DefinitionError], Value
         return super().__new__(cls, message, exceptions)
 
     def derive(self, excs: Sequence[DefinitionError]) -> GraphValidationError:  # type: ignore[override]
+        """The same error over ``excs`` (what ``except*`` and ``split`` build)."""
         return GraphValidationError(self.message, excs)
 
     def __str__(self) -> str:

@@ -284,11 +284,12 @@ class Plan:
 
     def to_networkx(self) -> nx.DiGraph[str]:
         """The planned graph as a new ``networkx.DiGraph`` (see
-        :meth:`TaskGraph.to_networkx`) whose nodes also carry their ``action`` (``"run"``,
-        ``"reuse"``, ``"not_needed"`` or ``"in_doubt"``) and ``reason``.
+        :meth:`TaskGraph.to_networkx`) whose nodes also carry ``action`` — one of ``"run"``,
+        ``"reuse"``, ``"not_needed"``, ``"in_doubt"`` — and ``reason``.
 
         >>> g = plan(TaskGraph.build([TaskSpec("a", lambda: 1)]), run_id="r").to_networkx()
-        >>> g.nodes["a"]["action"], g.nodes["a"]["reason"]
+        >>> node = g.nodes["a"]
+        >>> node["action"], node["reason"]
         ('run', 'no earlier record')
         """
         from flowplan._networkx import plan_to_networkx

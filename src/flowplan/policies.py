@@ -82,7 +82,7 @@ class RetryPolicy:
     retryable). ``max_elapsed_s`` stops retrying once the time since the first attempt started,
     plus the next delay, would exceed it. A run-wide :class:`RetryBudget` may stop retries too.
 
-    Args:
+    Attributes:
         retries: retries after the first attempt (``0`` = run once).
         backoff_base_ms: delay before the first retry.
         max_backoff_ms: the cap on any delay.
@@ -177,7 +177,7 @@ class RetryBudget:
     the smaller of the two when both are given. A fan-out task counts as the element
     instances it runs (counted as they are created, so the limit grows during the run).
 
-    Args:
+    Attributes:
         max_retries: at most this many retries in the run.
         ratio: at most this many retries per task run (e.g. ``0.1``: 10 retries per 100 tasks).
 

@@ -366,7 +366,8 @@ def to_networkx(graph: TaskGraph | Plan, snapshot: Snapshot) -> nx.DiGraph[str]:
     >>> from flowplan.spec import TaskSpec
     >>> graph = TaskGraph.build([TaskSpec("a", lambda: 1)])
     >>> run = Snapshot("r", {"a": TaskRecord("a", TaskStatus.SUCCEEDED, attempts=1)})
-    >>> to_networkx(graph, run).nodes["a"]["status"]
+    >>> node = to_networkx(graph, run).nodes["a"]
+    >>> node["status"]
     'succeeded'
     """
     from flowplan._networkx import run_to_networkx

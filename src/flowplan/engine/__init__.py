@@ -20,7 +20,8 @@ is never redone — across processes with SQLite.
 ...     async with engine:
 ...         return await engine.run_once("etl")
 >>> report = engine.get_run_report(asyncio.run(main()))
->>> report["status"], report["tasks"]["total"]["result"]
+>>> total = report["tasks"].get("total")
+>>> report["status"], total["result"]
 ('SUCCESS', 6)
 
 Where flowrun leaves a choice open, flowplan documents it: tasks without ``dag=`` form the DAG
