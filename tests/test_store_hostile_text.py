@@ -157,6 +157,7 @@ def test_a_failed_batch_write_rolls_back_releases_the_lock_and_keeps_the_other_r
     with pytest.raises(StoreError, match=r"'huge'.*cannot be written") as caught:
         store.flush()
     assert caught.value.__cause__ is not None
+    assert caught.value.path == str(db)
     other = _other_process_writes(db)
     assert other.returncode == 0, other.stderr
     store.flush()  # not poisoned: nothing is left to fail

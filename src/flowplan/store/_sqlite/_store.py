@@ -230,7 +230,9 @@ class SqliteStateStore:
                 factory=TextSafeConnection,  # any str binds: see flowplan.store._sqltext
             )
         except sqlite3.Error as exc:
-            raise StoreError(f"{where}: {exc}; check the path and its permissions") from exc
+            raise StoreError(
+                f"{where}: {exc}; check the path and its permissions", path=self.path
+            ) from exc
         try:
             conn.row_factory = sqlite3.Row
             conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
@@ -303,7 +305,7 @@ class SqliteStateStore:
                     _upsert(conn, rows.values())
             except sqlite3.Error as exc:  # kept: a later flush() may still write it
                 raise StoreError(
-                    f"cannot commit a batch of records to {self.path!r}: {exc}"
+                    f"cannot commit a batch of records to {self.path!r}: {exc}", path=self.path
                 ) from exc
             except _DATA_ERRORS as exc:  # would fail every retry: write the others
                 self._batch, self._batch_size = {}, 0
@@ -323,10 +325,13 @@ class SqliteStateStore:
                     except _DATA_ERRORS as exc:
                         bad.append(f"task {name!r} of run {run_id!r} ({exc})")
         except sqlite3.Error as exc:
-            return StoreError(f"cannot commit a batch of records to {self.path!r}: {exc}")
+            return StoreError(
+                f"cannot commit a batch of records to {self.path!r}: {exc}", path=self.path
+            )
         return StoreError(
             f"the record of {'; '.join(bad) or first} cannot be written to {self.path!r}; "
-            f"the batch's other {len(rows) - len(bad)} record(s) were committed"
+            f"the batch's other {len(rows) - len(bad)} record(s) were committed",
+            path=self.path,
         )
 
     def close(self) -> None:
@@ -362,7 +367,8 @@ class SqliteStateStore:
         if self._conn is None:
             raise StoreError(
                 f"the SqliteStateStore on {self.path!r} is closed; open a new "
-                "SqliteStateStore(db_path) to keep using the file"
+                "SqliteStateStore(db_path) to keep using the file",
+                path=self.path,
             )
         return self._conn
 
@@ -371,7 +377,11 @@ class SqliteStateStore:
             try:
                 self._db().execute(sql, params)
             except (sqlite3.Error, *_DATA_ERRORS) as exc:
-                raise StoreError(f"cannot write run {run_id!r} to {self.path!r}: {exc}") from exc
+                raise StoreError(
+                    f"cannot write run {run_id!r} to {self.path!r}: {exc}",
+                    path=self.path,
+                    run_id=run_id,
+                ) from exc
             self._cache.pop(run_id, None)
 
     def _write_large(self, row: Row, *, run_id: str) -> None:
@@ -382,7 +392,11 @@ class SqliteStateStore:
                 with _transaction(conn):
                     _upsert(conn, (row,))
             except (sqlite3.Error, *_DATA_ERRORS) as exc:
-                raise StoreError(f"cannot write run {run_id!r} to {self.path!r}: {exc}") from exc
+                raise StoreError(
+                    f"cannot write run {run_id!r} to {self.path!r}: {exc}",
+                    path=self.path,
+                    run_id=run_id,
+                ) from exc
             self._cache.pop(run_id, None)
 
     def _row(self, key: tuple[str, str], item: Row | _Unencoded) -> Row:
@@ -461,7 +475,9 @@ class SqliteStateStore:
                 if not isinstance(exc, (sqlite3.Error, *_DATA_ERRORS)):
                     raise
                 raise StoreError(
-                    f"cannot record run {plan.run_id!r} in {self.path!r}: {exc}"
+                    f"cannot record run {plan.run_id!r} in {self.path!r}: {exc}",
+                    path=self.path,
+                    run_id=plan.run_id,
                 ) from exc
             self._owned(plan.run_id, owner, lineage)
             self._types.bind(plan.run_id, plan.graph)
@@ -525,7 +541,9 @@ class SqliteStateStore:
                 drop(owner.owner_id)
             if isinstance(exc, (sqlite3.Error, *_DATA_ERRORS)):
                 raise StoreError(
-                    f"cannot record run {plan.run_id!r} in {self.path!r}: {exc}"
+                    f"cannot record run {plan.run_id!r} in {self.path!r}: {exc}",
+                    path=self.path,
+                    run_id=plan.run_id,
                 ) from exc
             raise
         self._owned(plan.run_id, owner, lineage)
@@ -570,7 +588,9 @@ class SqliteStateStore:
                 _owners.release(self._db(), lineage, owner.owner_id)
             except sqlite3.Error as exc:
                 raise StoreError(
-                    f"cannot release the ownership of run {run_id!r} in {self.path!r}: {exc}"
+                    f"cannot release the ownership of run {run_id!r} in {self.path!r}: {exc}",
+                    path=self.path,
+                    run_id=run_id,
                 ) from exc
 
     def save_record(self, run_id: str, record: TaskRecord) -> None:
@@ -614,7 +634,11 @@ class SqliteStateStore:
                     else:
                         self._db().execute(UPSERT_TASK, row)
             except (sqlite3.Error, *_DATA_ERRORS) as exc:
-                raise StoreError(f"cannot write run {run_id!r} to {self.path!r}: {exc}") from exc
+                raise StoreError(
+                    f"cannot write run {run_id!r} to {self.path!r}: {exc}",
+                    path=self.path,
+                    run_id=run_id,
+                ) from exc
             self._cache.pop(run_id, None)
 
     def finish_run(self, snapshot: Snapshot, status: str) -> None:
@@ -653,7 +677,11 @@ class SqliteStateStore:
                 finally:
                     conn.execute("COMMIT")
             except sqlite3.Error as exc:
-                raise StoreError(f"cannot read run {run_id!r} from {self.path!r}: {exc}") from exc
+                raise StoreError(
+                    f"cannot read run {run_id!r} from {self.path!r}: {exc}",
+                    path=self.path,
+                    run_id=run_id,
+                ) from exc
             if row is None:
                 raise self._unknown(run_id)
             try:
