@@ -11,6 +11,7 @@ from __future__ import annotations
 import shutil
 import sqlite3
 import tempfile
+from contextlib import closing
 from pathlib import Path
 
 from flowplan import InlineExecutor, Registry, TaskGraph, execute, plan, task
@@ -26,7 +27,7 @@ FAULT = {"load": True}
 
 def make_source() -> None:
     """A small 'production' database of orders."""
-    with sqlite3.connect(SOURCE) as db:
+    with closing(sqlite3.connect(SOURCE)) as db, db:  # closed after the commit
         db.execute("CREATE TABLE orders (id INTEGER PRIMARY KEY, customer TEXT, cents INTEGER)")
         db.executemany(
             "INSERT INTO orders (customer, cents) VALUES (?, ?)",
@@ -38,7 +39,7 @@ def make_source() -> None:
 def extract() -> list[tuple[str, int]]:
     """Read every order from the source database."""
     calls["extract"] += 1
-    with sqlite3.connect(SOURCE) as db:
+    with closing(sqlite3.connect(SOURCE)) as db:
         return [(str(c), int(v)) for c, v in db.execute("SELECT customer, cents FROM orders")]
 
 
@@ -56,7 +57,7 @@ def transform(extract: list[tuple[str, int]]) -> dict[str, float]:
 def load(transform: dict[str, float]) -> int:
     """Write the totals into the warehouse in one transaction; return the row count."""
     calls["load"] += 1
-    with sqlite3.connect(TARGET) as db:
+    with closing(sqlite3.connect(TARGET)) as db, db:  # one transaction, then closed
         db.execute("CREATE TABLE IF NOT EXISTS spend (customer TEXT PRIMARY KEY, euros REAL)")
         db.executemany("INSERT OR REPLACE INTO spend VALUES (?, ?)", sorted(transform.items()))
         if FAULT["load"]:
@@ -78,7 +79,7 @@ def main() -> None:
         second = execute(resumed_plan, store=store, executor=InlineExecutor())
         print(f"resumed run: load {second['load'].status.value}, rows = {second.value(load)}")
 
-    with sqlite3.connect(TARGET) as db:
+    with closing(sqlite3.connect(TARGET)) as db:
         rows = db.execute("SELECT customer, euros FROM spend ORDER BY customer").fetchall()
     print("warehouse:", ", ".join(f"{c}={e:.2f}" for c, e in rows))
     print(f"calls: extract={calls['extract']} transform={calls['transform']} load={calls['load']}")
