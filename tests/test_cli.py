@@ -378,8 +378,12 @@ def test_console_script_is_installed() -> None:
 
 
 def test_the_readme_walk_through(tmp_path: Path) -> None:
-    """The README's "Command line" commands, as a new user would type them."""
-    demo = str(Path(__file__).resolve().parent.parent / "examples" / "demo.py")
+    """The README's "Command line" commands, as a new user would type them (in a copy of the
+    project: ``resume`` imports recorded files from inside the current directory only)."""
+    source = Path(__file__).resolve().parent.parent / "examples" / "demo.py"
+    (tmp_path / "examples").mkdir()
+    (tmp_path / "examples" / "demo.py").write_text(source.read_text(encoding="utf-8"))
+    demo = "examples/demo.py"
     first = flowplan(tmp_path, "run", demo, env={"DEMO_FIXED": "0"})
     assert first.returncode == 1
     assert "RuntimeError: scoring service returned 500" in first.stdout
@@ -639,3 +643,70 @@ def test_a_fan_out_resume_has_one_count_and_one_order_everywhere(tmp_path: Path)
     assert [line.split()[1] for line in summary] == FAN_OUT_ORDER
     assert list(module.flow.snapshot.records) == FAN_OUT_ORDER
     assert list(module.flow.results) == FAN_OUT_ORDER
+
+
+def _redirect_recorded(db: Path, column: str, table: str, value: str) -> None:
+    """Rewrite what the run book records, as a crafted store file would."""
+    import sqlite3
+
+    conn = sqlite3.connect(db)
+    try:
+        conn.execute(f"UPDATE {table} SET {column} = ?", (value,))
+        conn.commit()
+    finally:
+        conn.close()
+
+
+def test_resume_refuses_to_import_a_recorded_file_outside_the_project(tmp_path: Path) -> None:
+    """A store is trusted like code: ``resume`` shows which outside file it would import and
+    refuses it unless --trust-path is given (--target, the user's own choice, is not asked)."""
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "pipeline.py").write_text(PIPELINE)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    planted = elsewhere / "planted.py"
+    planted.write_text(
+        PIPELINE + "\n(HERE / 'planted-ran.txt').write_text('code ran')\n", encoding="utf-8"
+    )
+    failed = flowplan(project, "run", "pipeline.py", env={"BREAK_TRANSFORM": "1"})
+    assert failed.returncode == 1
+    db = project / ".flowplan" / "runs.db"
+    _redirect_recorded(db, "target", "flowplan_cli_targets", str(planted))
+    refused = flowplan(project, "resume", "last")
+    assert refused.returncode == 2
+    assert str(planted) in refused.stderr  # shown before anything is imported
+    assert "outside the current directory" in refused.stderr
+    assert "--trust-path" in refused.stderr
+    assert not (elsewhere / "planted-ran.txt").exists()  # nothing was imported
+    # --target: the user names the code, the recorded path is not used
+    own = flowplan(project, "resume", "last", "--target", "pipeline.py")
+    assert own.returncode == 0, own.stderr
+    assert not (elsewhere / "planted-ran.txt").exists()
+    # --trust-path: imported, and the file was named on stderr first
+    failed = flowplan(project, "run", "pipeline.py", env={"BREAK_TRANSFORM": "1"})
+    _redirect_recorded(db, "target", "flowplan_cli_targets", str(planted))
+    trusted = flowplan(project, "resume", "last", "--trust-path")
+    assert trusted.returncode == 0, trusted.stderr
+    assert f"importing {planted}" in trusted.stderr
+    assert (elsewhere / "planted-ran.txt").read_text() == "code ran"
+
+
+def test_resume_imports_a_recorded_file_inside_the_project_without_asking(
+    project: Path,
+) -> None:
+    (project / "jobs").mkdir()
+    (project / "jobs" / "etl.py").write_text(PIPELINE)
+    failed = flowplan(project, "run", "jobs/etl.py", env={"BREAK_TRANSFORM": "1"})
+    assert failed.returncode == 1
+    done = flowplan(project, "resume", "last")
+    assert done.returncode == 0, done.stderr
+    assert "importing" not in done.stderr
+
+
+def test_the_help_says_a_store_is_trusted_like_code(project: Path) -> None:
+    shown = flowplan(project, "resume", "--help")
+    assert shown.returncode == 0
+    text = " ".join(shown.stdout.split())
+    assert "trusted like code" in text
+    assert "--trust-path" in text

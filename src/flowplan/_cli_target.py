@@ -30,7 +30,7 @@ from flowplan.graph import TaskGraph
 from flowplan.registry import Registry, active_registry
 from flowplan.spec import TaskSpec
 
-__all__ = ["Target", "TargetError", "load_target", "split_target"]
+__all__ = ["Target", "TargetError", "import_location", "load_target", "split_target"]
 
 
 class TargetError(DefinitionError, ValueError):
@@ -71,6 +71,19 @@ def split_target(text: str) -> tuple[str, str | None]:
 
 def _is_file(source: str) -> bool:
     return source.endswith(".py") or os.sep in source or "/" in source
+
+
+def import_location(text: str, workdir: str) -> Path:
+    """Where importing ``FILE_OR_MODULE[:obj]`` from ``workdir`` runs code from: the file, or
+    for a module the directory it is looked up in.
+
+    >>> import_location("/srv/etl.py:flow", "/home").as_posix()
+    '/srv/etl.py'
+    """
+    source, _ = split_target(text)
+    if _is_file(source):
+        return (Path(workdir) / source).resolve()
+    return Path(workdir).resolve()
 
 
 def _import(source: str, workdir: str) -> tuple[ModuleType, str]:

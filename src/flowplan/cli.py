@@ -27,6 +27,7 @@ import os
 import sys
 import traceback
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
 from flowplan._cli_deps import check_context, load_context
@@ -39,7 +40,7 @@ from flowplan._cli_runs import (
     record_deps,
     record_target,
 )
-from flowplan._cli_target import Target, load_target, split_target
+from flowplan._cli_target import Target, import_location, load_target, split_target
 from flowplan._estimate import store_history
 from flowplan._html import render_html
 from flowplan._tally import reused_names
@@ -142,6 +143,11 @@ def _parser() -> argparse.ArgumentParser:
         "resume",
         parents=[common, running, cached],
         help="run again what did not succeed in a run",
+        description="Run again what did not succeed in a run, importing the target (and "
+        "--deps) the run recorded in the store. A run store is trusted like code: resuming "
+        "imports and runs whatever file it names. A recorded file outside the current "
+        "directory is shown and refused unless --trust-path is given; --target imports "
+        "definitions of your choosing instead.",
     )
     resume.add_argument("run_id", metavar="RUN_ID", help="a run id, a unique prefix, or 'last'")
     resume.add_argument(
@@ -153,6 +159,12 @@ def _parser() -> argparse.ArgumentParser:
         help="also rerun the succeeded tasks whose code changed since (and their dependents)",
     )
     resume.add_argument("--target", help="the target to import (for runs not started here)")
+    resume.add_argument(
+        "--trust-path",
+        action="store_true",
+        help="import the target or --deps the store recorded even when it lies outside the "
+        "current directory (the store is trusted like code)",
+    )
     resume.add_argument("--dag", help="the DAG, when the target is an Engine with several")
     resume.set_defaults(func=_cmd_resume)
     runs = sub.add_parser("runs", parents=[common], help="list recent runs")
@@ -317,11 +329,15 @@ def _cmd_resume(args: argparse.Namespace) -> int:
         else:
             ref, workdir, dag = recorded
             args.dag = args.dag or dag
+            _check_recorded_path(args, info.run_id, "target", ref, workdir)
             target = load_target(ref, dag=args.dag, workdir=workdir)
         deps_workdir = None  # a --deps given now is read from here
         if args.deps is None:  # else the one the resumed run was given, from where it ran
             args.deps = read_deps(args.store, info.run_id)
             deps_workdir = None if recorded is None else recorded[1]
+            if args.deps is not None and split_target(args.deps)[1] is not None:
+                where = deps_workdir or os.getcwd()
+                _check_recorded_path(args, info.run_id, "--deps", args.deps, where)
         snapshot = store.load(info.run_id)
         return _execute(
             args,
@@ -333,6 +349,31 @@ def _cmd_resume(args: argparse.Namespace) -> int:
             resumed_from=info.run_id,
             deps_workdir=deps_workdir,
         )
+
+
+def _check_recorded_path(
+    args: argparse.Namespace, run_id: str, what: str, ref: str, workdir: str
+) -> None:
+    """Before importing code a run store recorded: one outside the current directory tree is
+    named on stderr, and refused unless ``--trust-path`` (a crafted store must not run code
+    the user never chose)."""
+    location = import_location(ref, workdir)
+    here = Path.cwd().resolve()
+    if location.is_relative_to(here):
+        return
+    if args.trust_path:
+        print(
+            f"flowplan: importing {location} (the {what} run {run_id[:12]} recorded in "
+            f"{args.store}, outside the current directory {here})",
+            file=sys.stderr,
+        )
+        return
+    raise UsageError(
+        f"the run store {args.store} records {location} as the {what} of run {run_id[:12]}, "
+        f"outside the current directory {here}; resuming would import it and run its code. A "
+        "run store is trusted like code: pass --trust-path if you trust this store, or "
+        "--target FILE_OR_MODULE[:obj] to import definitions of your choosing"
+    )
 
 
 # -- inspecting ---------------------------------------------------------------------------------
