@@ -490,3 +490,66 @@ def test_a_task_blocking_the_event_loop_is_named_at_once_and_recorded_as_timed_o
     error = _timeout_error(snap[hog])
     assert "blocked the event loop" in str(error)
     assert snap.value(neighbour) == 2
+
+
+def test_the_watchdog_names_a_task_without_timeout_that_blocks_the_loop(
+    registry: Registry, caplog: pytest.LogCaptureFixture
+) -> None:
+    @task
+    async def hog() -> int:  # no timeout of its own: only the watchdog can tell
+        await asyncio.sleep(0.1)  # the watched task is waiting by now
+        time.sleep(4)
+        return 1
+
+    @task(timeout_s=0.5)
+    async def patient() -> int:
+        await asyncio.sleep(HANG)
+        return 2
+
+    the_plan = plan(TaskGraph.build([hog, patient]))
+    with caplog.at_level(logging.WARNING, logger="flowplan"):
+        snap = _within(lambda: asyncio.run(aexecute(the_plan, fail_fast=False)))
+    warned = [r.getMessage() for r in caplog.records if "blocking" in r.getMessage()]
+    assert warned, caplog.text
+    assert "'patient'" in warned[0]  # whose timeout cannot fire ...
+    assert "'flowplan:hog:attempt-1'" in warned[0]  # ... and what holds the loop
+    assert snap.value(hog) == 1  # no timeout: it may take as long as it takes
+    assert _timeout_error(snap[patient]).detail == ""  # timed out as soon as the loop ran
+
+
+def test_watching_many_async_attempts_keeps_no_finished_ones(registry: Registry) -> None:
+    from flowplan import _watchdog
+
+    specs = []
+    for i in range(3000):
+
+        @task(name=f"t{i}", timeout_s=3600)
+        async def quick() -> int:
+            return 1
+
+        specs.append(quick)
+    snap = asyncio.run(aexecute(plan(TaskGraph.build(specs))))
+    assert snap.value("t2999") == 1
+    with _watchdog._cond:
+        assert len(_watchdog._heap) <= 2 * 1024 + 1  # compacted, not one entry per attempt
+        assert all(entry.body is None for _, _, entry in _watchdog._heap)  # no values kept
+
+
+def test_a_cancelled_run_stops_waiting_for_an_abandoned_attempt(
+    registry: Registry, release: threading.Event
+) -> None:
+    @task(timeout_s=0.3, retry=1, retry_backoff_base_ms=0)
+    def hang() -> None:  # not idempotent: its retry waits for the abandoned attempt
+        release.wait(HANG)
+
+    async def main() -> Snapshot:
+        with pytest.raises(TimeoutError) as timed_out:
+            await asyncio.wait_for(aexecute(plan(TaskGraph.build([hang]))), 2.0)
+        assert timed_out.value.__cause__ is not None
+        snapshot: Snapshot = timed_out.value.__cause__.flowplan_snapshot  # type: ignore[attr-defined]
+        return snapshot
+
+    snap = _within(lambda: asyncio.run(main()))  # asyncio.run waits for no thread of ours
+    assert snap[hang].status is TaskStatus.FAILED
+    assert snap[hang].error is not None
+    assert snap[hang].error.kind == "interrupted"  # cancelled while its retry waited

@@ -614,6 +614,15 @@ def _start_daemon_attempt(
     return done, box
 
 
+async def _ended(attempt: threading.Event) -> None:
+    """Wait on the loop for an abandoned attempt to end: no thread is held (one that never
+    ends would keep ``asyncio.run`` from returning), and a cancelled run stops waiting."""
+    pause = 0.001
+    while not attempt.is_set():
+        await asyncio.sleep(pause)
+        pause = min(pause * 2, 0.05)
+
+
 async def acall(
     spec: TaskSpec[..., Any],
     kwargs: Mapping[str, Any],
@@ -625,7 +634,7 @@ async def acall(
     if _abandoned and spec.timeout_s is not None:
         prior = _abandoned_attempt(spec, run_id)
         if prior is not None:  # a non-idempotent retry never overlaps its abandoned attempt
-            await asyncio.to_thread(prior.wait)
+            await _ended(prior)
     ctx = _context(spec, run_id, attempt, kwargs)
     start = time.perf_counter()
     if spec.is_async:

@@ -54,8 +54,8 @@ class Watch:
         self.task = task
         self.attempt = attempt
         self.timeout_s = timeout_s
-        self.loop = loop
-        self.body = body
+        self.loop: asyncio.AbstractEventLoop | None = loop
+        self.body: asyncio.Future[Any] | None = body
         self.start = time.monotonic()
         self.deadline = self.start + timeout_s + grace_s
         self.seen = False  # the loop handled this attempt's timeout (or its end)
@@ -65,13 +65,22 @@ class Watch:
         """From the loop: this attempt's timeout fired, or it ended; stop watching it."""
         self.seen = True
         with _cond:
-            _active.pop(self.body, None)
+            if self.body is not None:
+                _active.pop(self.body, None)
+            self.body = self.loop = None  # its deadline may wait in the heap a long time
+            _closed[0] += 1
+            if _closed[0] > _COMPACT and _closed[0] * 2 > len(_heap):  # mostly closed: drop them
+                _heap[:] = [item for item in _heap if not item[2].seen]
+                heapq.heapify(_heap)
+                _closed[0] = 0
 
 
 _cond = threading.Condition()
 _heap: list[tuple[float, int, Watch]] = []
 _active: dict[asyncio.Future[Any], Watch] = {}  # body task → its watch, while watched
 _seq = itertools.count()
+_closed = [0]  # closed watches still in the heap (at most; compacted past _COMPACT)
+_COMPACT = 1024
 _thread: list[threading.Thread] = []  # the running watchdog, if any
 
 
@@ -110,12 +119,15 @@ def _run() -> None:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     heapq.heappop(_heap)
+                    if entry.seen:
+                        _closed[0] = max(_closed[0] - 1, 0)
                     break
                 _cond.wait(left)
-            if entry.seen:
+            loop = entry.loop
+            if entry.seen or loop is None:
                 continue
             try:
-                running = asyncio.current_task(entry.loop)  # what holds the loop right now
+                running = asyncio.current_task(loop)  # what holds the loop right now
             except Exception:  # pragma: no cover - a loop that cannot tell: blame nobody
                 running = None
             blocker = _active.get(running) if running is not None else None
