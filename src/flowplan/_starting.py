@@ -69,6 +69,7 @@ class TaskStarter:
     chain_prev: dict[str, str]
     lagged: frozenset[str]
     lag: threading.Semaphore | None
+    consumers_left: dict[str, int]
     durable_starts: frozenset[str]
     fanout: FanOut | None
     caching: CacheRun | None
@@ -147,9 +148,10 @@ class TaskStarter:
             ):
                 self.chain_next[name] = succ
                 self.chain_prev[succ] = name
-        specs = graph.specs
-        chained = {*self.chain_next, *self.chain_prev}
-        lagged = frozenset(n for n in chained if not specs[n].retain_result)
+        if not self.consumers_left:  # no value is released in this run
+            return
+        released = self.consumers_left.keys()
+        lagged = frozenset(n for n in released if n in self.chain_next or n in self.chain_prev)
         if lagged:  # released values: their successes may not pile up in the driver's queue
             self.lagged = lagged
             self.lag = threading.Semaphore(QUEUED_RELEASED)

@@ -480,10 +480,12 @@ def _plan(
     elements = prior_elements(graph, records, reused, to_run, keys, rerun=rerun_closure)
     if elements:
         _note_elements(reasons, elements, "that succeeded earlier are reused")
+    fan_out = graph.fan_out_tasks() if records else ()
     released = {  # fan-out tasks run again for a released value: their elements are judged
         n
-        for n in to_run
-        if n in graph.fan_out_tasks()
+        for n in fan_out
+        if n in actions
+        and actions[n] is Action.RUN
         and not recomputable(graph.specs[n])
         and (record := records.get(n)) is not None
         and record.status is TaskStatus.SUCCEEDED
