@@ -17,6 +17,7 @@ from flowplan.engine import (
     Engine,
     EngineClosedError,
     InMemoryStateStore,
+    MemoryRunStore,
     RunContext,
     RunInfo,
     SchedulerConfig,
@@ -253,7 +254,7 @@ def test_context_parameter_is_found_in_any_position_and_as_a_string() -> None:
     @task(registry=registry)
     def plain(context: int = 0) -> None: ...
 
-    found = {name: registry.get(name).context_param for name in registry}
+    found = {name: registry.spec(name).context_param for name in registry}
     assert found == {
         "middle": "ctx",
         "keyword_only": "deps_ctx",
@@ -554,7 +555,7 @@ def test_core_hooks_receive_raw_events_and_errors_share_one_root() -> None:
     engine.close()
 
 
-class _FailingWrites(InMemoryStateStore):
+class _FailingWrites(MemoryRunStore):
     """A store whose disk is full once tasks finish."""
 
     def save_record(self, run_id: str, record: TaskRecord) -> None:

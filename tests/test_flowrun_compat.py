@@ -118,7 +118,8 @@ def test_global_task_with_activated_registry_in_all_three_spellings() -> None:
 
     TaskRegistry.deactivate(token)
     assert list(registry) == ["my_task", "renamed", "third"]
-    assert registry.get("renamed") is second
+    assert registry.spec("renamed") is second
+    assert registry.get("renamed").func is second.fn
 
     engine = build_default_engine(registry=registry)
     run_id = run(engine.run_once("any-name"))  # unscoped registry: one implicit DAG

@@ -371,7 +371,7 @@ def test_flow_takes_a_retry_budget() -> None:
 
 def test_engine_scheduler_config_takes_a_retry_budget() -> None:
     config = flowrun.SchedulerConfig(max_parallel=2, retry_budget=RetryBudget(max_retries=1))
-    engine = flowrun.Engine(config=config, state_store=flowrun.InMemoryStateStore())
+    engine = flowrun.Engine(config=config, state_store=flowrun.MemoryRunStore())
     try:
         for i in range(3):
             engine.task(name=f"t{i}", dag="storm", retries=2)(_raise)

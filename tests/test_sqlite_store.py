@@ -21,6 +21,7 @@ import structlog
 from flowplan import Flow, InlineExecutor, Registry, TaskGraph, execute, plan
 from flowplan import task as flow_task
 from flowplan.engine import (
+    EngineStore,
     InMemoryStateStore,
     PickleSerializer,
     SqliteStateStore,
@@ -79,7 +80,7 @@ def test_wal_mode_and_schema_on_a_new_file(store: SqliteStateStore, db: Path) ->
     assert rows(db, "PRAGMA journal_mode") == [("wal",)]
     assert rows(db, "SELECT version FROM flowplan_schema") == [(3,)]
     assert isinstance(store, StateStore)
-    assert isinstance(store, StateStoreProtocol)
+    assert isinstance(store, EngineStore)
     assert isinstance(InMemoryStateStore(), StateStoreProtocol)
     assert store.list_runs() == []
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from typing import Any, assert_type
 
+import flowplan.engine as flowrun_api
 from flowplan import TaskStatus
 from flowplan.engine import (
     DagScope,
@@ -16,13 +17,13 @@ from flowplan.engine import (
     RunContext,
     SqliteStateStore,
     TaskRegistry,
-    TaskSpec,
     TaskTemplate,
     build_default_engine,
     fn_hook,
     task,
 )
 from flowplan.engine import RunHook as RunHookType
+from flowplan.spec import TaskSpec
 
 
 @dataclass(frozen=True)
@@ -152,3 +153,30 @@ def run_values(run_id: str) -> None:
     assert_type(snapshot.value(fetch), str)  # an async task: its result
     assert_type(snapshot[extract].status, TaskStatus)
     wrong: str = snapshot.value(extract)  # type: ignore[assignment]  # pyright: ignore[reportAssignmentType]
+
+
+# -- flowrun's lower-level classes: TaskSpec (a description), TaskRegistry, state stores.
+hand_built = flowrun_api.TaskSpec(name="load", func=fetch_table, deps=["extract"], retries=1)
+assert_type(hand_built.deps, list[str])
+assert_type(hand_built.timeout_s, float | None)
+assert_type(hand_built.named_deps, list[str])
+assert_type(hand_built.requires_context, bool)
+low_registry = flowrun_api.TaskRegistry()
+low_registry.register(hand_built)
+low_registry.register(global_one)  # a decorated task registers too
+assert_type(low_registry["load"], flowrun_api.TaskSpec)
+assert_type(low_registry.get("load"), flowrun_api.TaskSpec)
+assert_type(low_registry.spec("load"), TaskSpec[..., Any])
+assert_type(low_registry.task_specs, Mapping[str, flowrun_api.TaskSpec])
+
+memory = flowrun_api.InMemoryStateStore()
+assert_type(memory.create_run("r", "etl", ["load"]), flowrun_api.RunRecord)
+assert_type(memory.get_run("r").tasks["load"], flowrun_api.TaskRunRecord)
+assert_type(memory.get_run("r").tasks["load"].status, flowrun_api.TaskState)
+assert_type(memory.get_run("r").finished_at, float | None)
+as_protocol: flowrun_api.StateStoreProtocol = memory
+on_memory = build_default_engine(state_store=memory)
+on_sqlite = build_default_engine(state_store=SqliteStateStore(":memory:"))
+assert_type(on_memory.state_store, flowrun_api.EngineStore)
+default_store: flowrun_api.EngineStore = flowrun_api.MemoryRunStore()
+build_default_engine(state_store=object())  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]

@@ -35,7 +35,6 @@ returns the tree without printing it.
 
 import logging
 
-from flowplan.spec import TaskSpec
 from flowplan.store import BytesSerializer as ResultSerializer
 from flowplan.store import (
     JsonSerializer,
@@ -58,10 +57,20 @@ from ._events import (
     TaskSuccessEvent,
     fn_hook,
 )
+from ._flowrun_spec import TaskSpec
+from ._flowrun_state import (
+    InMemoryStateStore,
+    InvalidTransitionError,
+    RunRecord,
+    StateStore,
+    StateStoreProtocol,
+    TaskRunRecord,
+    TaskState,
+)
 from ._options import TaskOptions
 from ._registry import DEFAULT_DAG, NoActiveRegistryError, TaskRegistry
 from ._scope import DagScope
-from ._store import InMemoryStateStore, StateStore, StateStoreProtocol
+from ._store import EngineStore, MemoryRunStore
 
 __all__ = [
     "DEFAULT_DAG",
@@ -70,14 +79,18 @@ __all__ = [
     "DagStartEvent",
     "Engine",
     "EngineClosedError",
+    "EngineStore",
     "InMemoryStateStore",
+    "InvalidTransitionError",
     "JsonSerializer",
+    "MemoryRunStore",
     "NoActiveRegistryError",
     "PickleSerializer",
     "ResultSerializer",
     "RunContext",
     "RunHook",
     "RunInfo",
+    "RunRecord",
     "SchedulerConfig",
     "SqliteStateStore",
     "StateStore",
@@ -87,9 +100,11 @@ __all__ = [
     "TaskOptions",
     "TaskRegistry",
     "TaskRetryEvent",
+    "TaskRunRecord",
     "TaskSkipEvent",
     "TaskSpec",
     "TaskStartEvent",
+    "TaskState",
     "TaskSuccessEvent",
     "TaskTemplate",
     "build_default_engine",

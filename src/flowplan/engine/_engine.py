@@ -43,12 +43,14 @@ from ._context_check import check_context_type, declare_deps
 from ._dags import DagCatalog
 from ._decorators import TaskDecorator, TaskTemplate
 from ._events import RunHook
+from ._flowrun_state import StateStoreProtocol
 from ._hooks import EngineHook
 from ._options import TaskOptions
 from ._registry import TaskRegistry
 from ._report import build_report, render_tree
 from ._scope import DagScope, TaskRef
-from ._store import InMemoryStateStore, StateStoreProtocol
+from ._store import EngineStore, MemoryRunStore
+from ._store_adapter import engine_store
 
 __all__ = ["Engine", "EngineClosedError", "SchedulerConfig", "build_default_engine"]
 
@@ -113,13 +115,16 @@ class Engine:
             (``TaskGraph.build``'s option; ``None`` checks when beartype is installed).
         cache: the :class:`~flowplan.cache.ResultCache` runs look ``cache=True`` /
             ``effect="pure"`` tasks up in (``None``: no result caching).
+        state_store: the store runs are kept in (an :class:`EngineStore`): the one given, or
+            — for a store written to flowrun's ``StateStoreProtocol`` — the adapter driving
+            it (its ``store`` attribute is yours); by default a :class:`MemoryRunStore`.
     """
 
     def __init__(
         self,
         *,
         registry: TaskRegistry | None = None,
-        state_store: StateStoreProtocol | None = None,
+        state_store: EngineStore | StateStoreProtocol | None = None,
         executor: Executor | None = None,
         max_workers: int = 8,
         config: SchedulerConfig | None = None,
@@ -143,8 +148,9 @@ class Engine:
             )
         self.cache = cache
         self.registry: TaskRegistry = registry if registry is not None else TaskRegistry()
-        self.state_store: StateStoreProtocol = (
-            state_store if state_store is not None else InMemoryStateStore()
+        # The one place a flowrun-protocol store is adapted to the store the engine runs with.
+        self.state_store: EngineStore = engine_store(
+            state_store if state_store is not None else MemoryRunStore()
         )
         self.config: SchedulerConfig = config if config is not None else SchedulerConfig()
         self.logger: logging.Logger = logger or _default_logger
@@ -441,7 +447,7 @@ def build_default_engine(  # noqa: PLR0917 - flowrun passes these positionally
     max_parallel: int = 4,
     logger: logging.Logger | None = None,
     hooks: Sequence[RunHook | Hook] | None = None,
-    state_store: StateStoreProtocol | None = None,
+    state_store: EngineStore | StateStoreProtocol | None = None,
     *,
     registry: TaskRegistry | None = None,
     process_workers: int | None = None,
@@ -456,7 +462,10 @@ def build_default_engine(  # noqa: PLR0917 - flowrun passes these positionally
         max_parallel: tasks running at once per run (>= 1).
         logger: a stdlib logger (default ``logging.getLogger("flowplan.engine")``).
         hooks: ``RunHook`` objects (or flowplan ``Hook`` objects, given the raw events).
-        state_store: where runs are kept (default: :class:`InMemoryStateStore`).
+        state_store: where runs are kept: a flowplan store (``SqliteStateStore``; default: one
+            in memory) or any store written to flowrun's ``StateStoreProtocol`` (e.g.
+            :class:`InMemoryStateStore`), which the engine drives with ``create_run``,
+            ``mark_*`` and ``get_run``.
         registry: a :class:`TaskRegistry` already holding tasks (e.g. from the global ``@task``).
         process_workers: the size of the process pool each run owns for its
             ``isolation="process"`` tasks (default: ``min(os.cpu_count(), isolated tasks)``).

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import contextvars
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from types import MappingProxyType
 from typing import Any
 
 from flowplan._suggest import did_you_mean
@@ -21,6 +22,9 @@ from flowplan.errors import (
     UnknownTaskError,
 )
 from flowplan.spec import TaskSpec
+
+from ._flowrun_spec import TaskSpec as FlowrunSpec
+from ._flowrun_spec import core_spec, describe
 
 __all__ = ["DEFAULT_DAG", "NoActiveRegistryError", "TaskRegistry"]
 
@@ -51,6 +55,7 @@ class TaskRegistry:
     def __init__(self) -> None:
         self._entries: list[tuple[str, TaskSpec[..., Any]]] = []
         self._by_key: dict[tuple[str, str], TaskSpec[..., Any]] = {}  # (dag, name) → spec
+        self._views: dict[tuple[str, str], FlowrunSpec] = {}  # (dag, name) → flowrun's view
         self._scoped = False
         self._lock = threading.Lock()
         self._version = 0
@@ -59,34 +64,48 @@ class TaskRegistry:
         shown = ", ".join(f"{dag}:{spec.name}" for dag, spec in self._entries[:10])
         return f"TaskRegistry([{shown}{', ...' if len(self._entries) > 10 else ''}])"
 
-    def register(self, spec: TaskSpec[..., Any], dag: str | None = None) -> None:
-        """Add ``spec`` to DAG ``dag`` (``None``: the implicit :data:`DEFAULT_DAG`).
+    def register(self, spec: TaskSpec[..., Any] | FlowrunSpec, dag: str | None = None) -> None:
+        """Add ``spec`` to DAG ``dag`` (``None``: the spec's own ``dag``, else the implicit
+        :data:`DEFAULT_DAG`).
+
+        ``spec`` is a task from ``@engine.task`` / ``@task`` or a flowrun
+        :class:`~flowplan.engine.TaskSpec` built by hand (its options are checked as
+        ``@engine.task`` checks them).
 
         Raises:
-            DuplicateTaskError: another task already has this name in this DAG.
+            DuplicateTaskError: another task already has this name in this DAG (a
+                ``ValueError``: "Duplicate task name: 'x'").
+            InvalidOptionError: a bad ``dag`` or option.
         """
+        if isinstance(spec, FlowrunSpec):
+            view: FlowrunSpec | None = spec
+            dag = dag if dag is not None else spec.dag
+            core = core_spec(spec)
+        else:
+            view, core = None, spec
         given: object = dag
         if given is not None and (not isinstance(given, str) or not given):
             raise InvalidOptionError(
-                f"task {spec.name!r}: dag must be a non-empty string or None, got {dag!r}",
+                f"task {core.name!r}: dag must be a non-empty string or None, got {dag!r}",
                 option="dag",
                 value=dag,
-                task=spec.name,
+                task=core.name,
             )
         key = dag or DEFAULT_DAG
         with self._lock:
-            other = self._by_key.get((key, spec.name))
-            if other is spec:
+            other = self._by_key.get((key, core.name))
+            if other is not None and (other is core or self._views[key, core.name] is view):
                 return
             if other is not None:
                 raise DuplicateTaskError(
-                    f"DAG {key!r} already has a task named {spec.name!r} "
-                    f"({getattr(other.fn, '__qualname__', other.fn)!r}); names are unique "
-                    "within a DAG namespace — pass another name= or dag=",
-                    task=spec.name,
+                    f"Duplicate task name: {core.name!r}: DAG {key!r} already has a task named "
+                    f"{core.name!r} ({getattr(other.fn, '__qualname__', other.fn)!r}); names "
+                    "are unique within a DAG namespace — pass another name= or dag=",
+                    task=core.name,
                 )
-            self._entries.append((key, spec))
-            self._by_key[key, spec.name] = spec
+            self._entries.append((key, core))
+            self._by_key[key, core.name] = core
+            self._views[key, core.name] = view if view is not None else describe(core, dag)
             self._scoped = self._scoped or dag is not None
             self._version += 1
 
@@ -125,11 +144,13 @@ class TaskRegistry:
         with self._lock:
             return sorted({d for d, s in self._entries if s.name == name})
 
-    def get(self, name: str, dag: str | None = None) -> TaskSpec[..., Any]:
-        """The task ``name`` (in ``dag``; without it, the name must be unique).
+    def spec(self, name: str, dag: str | None = None) -> TaskSpec[..., Any]:
+        """The core spec the engine runs for task ``name`` (in ``dag``; without it, the name
+        must be unique).
 
         Raises:
-            UnknownTaskError: no such task ("did you mean ...").
+            UnknownTaskError: no such task (a ``KeyError``: "... is not registered; did you
+                mean ...").
         """
         with self._lock:
             found = [s for d, s in self._entries if s.name == name and dag in (None, d)]
@@ -151,8 +172,35 @@ class TaskRegistry:
             suggestion=best,
         )
 
-    def __getitem__(self, name: str) -> TaskSpec[..., Any]:
+    def get(self, name: str, dag: str | None = None) -> FlowrunSpec:
+        """Task ``name`` as flowrun describes it (a :class:`~flowplan.engine.TaskSpec`: the
+        one registered by hand, or a view of a decorated task).
+
+        Raises:
+            UnknownTaskError: no such task (a ``KeyError``; "did you mean ...").
+        """
+        core = self.spec(name, dag)
+        with self._lock:
+            key = next(d for d, s in self._entries if s is core)
+            return self._views[key, name]
+
+    def __getitem__(self, name: str) -> FlowrunSpec:
         return self.get(name)
+
+    @property
+    def task_specs(self) -> Mapping[str, FlowrunSpec]:
+        """A read-only mapping of task name to flowrun :class:`~flowplan.engine.TaskSpec`, in
+        registration order (a name declared in several DAGs appears as ``"dag:name"``)."""
+        with self._lock:
+            counts: dict[str, int] = {}
+            for _, spec in self._entries:
+                counts[spec.name] = counts.get(spec.name, 0) + 1
+            return MappingProxyType(
+                {
+                    (s.name if counts[s.name] == 1 else f"{d}:{s.name}"): self._views[d, s.name]
+                    for d, s in self._entries
+                }
+            )
 
     def __contains__(self, name: object) -> bool:
         with self._lock:
@@ -169,6 +217,7 @@ class TaskRegistry:
         with self._lock:
             self._entries.clear()
             self._by_key.clear()
+            self._views.clear()
             self._scoped = False
             self._version += 1
 

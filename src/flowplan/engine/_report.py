@@ -75,7 +75,8 @@ def _task_entry(record: TaskRecord | None) -> dict[str, Any]:
         }
     error: str | None = None
     if record.status is TaskStatus.FAILED and record.error is not None:
-        error = str(record.error)
+        # a failure a flowrun-protocol store kept as text is shown as that text
+        error = record.error.message if record.error.kind == "text" else str(record.error)
     elif record.status in (TaskStatus.SKIPPED, TaskStatus.CANCELLED, TaskStatus.IN_DOUBT):
         error = record.reason
     succeeded = record.status is TaskStatus.SUCCEEDED and record.has_value

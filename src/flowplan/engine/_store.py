@@ -1,10 +1,12 @@
-"""flowrun's state stores: the protocol the Engine needs, and the in-memory default.
+"""The store the Engine runs with: its protocol, and the in-memory default.
 
 Place in the data flow: façade (flowrun's API over plan → aexecute → store). The Engine calls
 ``create_run`` (metadata: DAG name, targets, the run it resumes) and hands the store to
 :func:`flowplan.aexecute`, which writes through the core protocol (``begin_run``,
 ``save_record``, ``finish_run``). Reports and resume read back ``get_run`` and ``load``.
-:class:`~flowplan.store.SqliteStateStore` implements the same protocol on disk.
+:class:`~flowplan.store.SqliteStateStore` implements the same protocol on disk. A store written
+to flowrun's own protocol (:class:`flowplan.engine.StateStoreProtocol`) is adapted to this one
+by ``_store_adapter.engine_store``.
 """
 
 from __future__ import annotations
@@ -24,12 +26,13 @@ from flowplan.store import RunInfo
 from flowplan.store._owner import DEFAULT_LEASE_S, Owner, drop, new_owner, owned_error, owner_live
 from flowplan.store._sqlite._rows import planned_tasks
 
-__all__ = ["InMemoryStateStore", "StateStore", "StateStoreProtocol"]
+__all__ = ["EngineStore", "MemoryRunStore"]
 
 
 @runtime_checkable
-class StateStoreProtocol(Protocol):
-    """What an :class:`~flowplan.engine.Engine` needs from a state store (no base class needed).
+class EngineStore(Protocol):
+    """What an :class:`~flowplan.engine.Engine` runs with (no base class needed): flowplan's
+    stores (:class:`~flowplan.store.SqliteStateStore`, :class:`MemoryRunStore`) implement it.
 
     The first three methods are :class:`flowplan.store.StateStore`, called by the interpreter
     as records change; the rest are the Engine's.
@@ -67,10 +70,11 @@ class StateStoreProtocol(Protocol):
         ...
 
 
-class InMemoryStateStore:
-    """Keep runs in this process's memory: fast, ephemeral (flowrun's default store).
+class MemoryRunStore:
+    """Keep runs in this process's memory, with every record as the core made it: the
+    Engine's default store (fast, ephemeral).
 
-    >>> InMemoryStateStore().list_runs()
+    >>> MemoryRunStore().list_runs()
     []
     """
 
@@ -181,7 +185,7 @@ class InMemoryStateStore:
         if entry is None:
             hint, best = did_you_mean(run_id, self._runs)
             raise UnknownTaskError(
-                f"no run {run_id!r} in this in-memory state store; "
+                f"no run {run_id!r} in this Engine's in-memory store; "
                 + (hint if self._runs else "it has no runs yet (runs do not survive the process)"),
                 name=run_id,
                 known=sorted(self._runs),
@@ -219,7 +223,3 @@ class InMemoryStateStore:
         with self._lock:
             infos = [info for info, _ in self._runs.values()]
         return [i for i in infos if dag_name is None or i.dag_name == dag_name]
-
-
-StateStore = InMemoryStateStore
-"""flowrun's name for the in-memory store (not :class:`flowplan.store.StateStore`, the protocol)."""
