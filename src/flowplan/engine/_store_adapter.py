@@ -199,6 +199,7 @@ class FlowrunStoreAdapter:
             run = self._runs.get(snapshot.run_id)
             if run is not None:
                 run.status = status
+                run.states.clear()  # only the run's metadata is kept once it ended
 
     # -- reading ------------------------------------------------------------------------------
     def _record(self, run_id: str) -> RunRecord:
