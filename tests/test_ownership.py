@@ -27,7 +27,7 @@ from flowplan import (
     plan,
     task,
 )
-from flowplan.engine import InMemoryStateStore, build_default_engine
+from flowplan.engine import MemoryRunStore, build_default_engine
 from flowplan.errors import FlowplanError
 from flowplan.store import SqliteStateStore
 
@@ -147,7 +147,7 @@ def test_two_stores_on_one_file_in_one_process_share_the_owner(
 def test_the_engine_refuses_to_resume_a_run_live_on_another_thread(
     registry: flowplan.Registry, blocker: Blocker
 ) -> None:
-    store = InMemoryStateStore()
+    store = MemoryRunStore()
     engine = build_default_engine(state_store=store)
 
     @engine.task(name="hold", dag="d")
@@ -168,7 +168,7 @@ def test_the_engine_refuses_to_resume_a_run_live_on_another_thread(
     with pytest.raises(RunOwnedError) as caught:
         asyncio.run(engine.resume(live))
     assert caught.value.owner_run_id == live
-    assert "this InMemoryStateStore" in str(caught.value)
+    assert "this MemoryRunStore" in str(caught.value)
     assert [info.run_id for info in store.list_runs()] == [live]  # nothing recorded
     blocker.release.set()
     thread.join(WAIT)

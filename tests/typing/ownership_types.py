@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import assert_type
 
 from flowplan import FlowplanError, RunOwnedError
-from flowplan.engine import InMemoryStateStore
+from flowplan.engine import MemoryRunStore
 from flowplan.store import SqliteStateStore
 
 owned = RunOwnedError(
@@ -38,5 +38,5 @@ def stores() -> None:
     store = SqliteStateStore(":memory:", owner_lease_s=30.0)
     assert_type(store.owner_lease_s, float)
     assert_type(store.release_run("r1"), None)
-    assert_type(InMemoryStateStore().release_run("r1"), None)
+    assert_type(MemoryRunStore().release_run("r1"), None)
     SqliteStateStore(":memory:", owner_lease_s="30")  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]

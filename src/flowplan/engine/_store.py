@@ -95,7 +95,7 @@ class MemoryRunStore:
         lineage = plan.lineage_id or plan.run_id
         current = self._lineage_owners.get(lineage)
         if current is not None and owner_live(current):
-            raise owned_error(plan.run_id, lineage, current, "this InMemoryStateStore")
+            raise owned_error(plan.run_id, lineage, current, "this MemoryRunStore")
         old = self._owners.pop(plan.run_id, None)
         if old is not None:
             drop(old[0].owner_id)
