@@ -869,3 +869,40 @@ def test_flowplan_features_reach_a_flowrun_store_in_flowruns_words(backend: Dict
     assert rows_["slow"]["error"].startswith("TaskTimeoutError: task 'slow' attempt 1 exceeded")
     assert engine.get_run_report(run_id)["status"] == "FAILED"
     engine.close()
+
+
+def test_a_released_value_read_back_by_another_engine_is_never_fed_as_none(
+    backend: DictBackend,
+) -> None:
+    """A flowrun store keeps a cleared result as ``None``; an engine that did not make the run
+    must not hand that ``None`` downstream on resume."""
+
+    def build(effect: Any) -> flowrun.Engine:
+        engine = flowrun.build_default_engine(state_store=backend)
+
+        @engine.task(name="extract", dag="d", retain_result=False, effect=effect)
+        def extract() -> list[int]:
+            RAN.append("extract")
+            return [1, 2]
+
+        @engine.task(name="total", dag="d", deps=[extract])
+        def total(extract: list[int]) -> int:
+            return sum(extract)
+
+        return engine
+
+    maker = build(None)
+    first = _run(maker, maker.run_once("d"))
+    assert backend.data[first]["tasks"]["extract"]["result"] is None  # cleared once consumed
+
+    other = build(None)  # another process: it did not see the value released
+    refused = _run(other, other.resume(first, from_tasks=["total"]))
+    report = other.get_run_report(refused)
+    assert "its value was released (retain_result=False)" in report["tasks"]["extract"]["error"]
+    assert report["tasks"]["total"]["status"] == "SKIPPED"  # never called with None
+
+    RAN.clear()
+    pure = build("pure")  # running it again is harmless: it is run again
+    rerun = _run(pure, pure.resume(first, from_tasks=["total"]))
+    assert RAN == ["extract"]
+    assert pure.get_run_report(rerun)["tasks"]["total"]["result"] == 3

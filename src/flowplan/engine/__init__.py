@@ -1,11 +1,14 @@
 """flowrun's API on flowplan: ``import flowplan.engine as flowrun``.
 
 Place in the data flow: façade — flowrun's API over plan → aexecute → store. An
-:class:`Engine` registers tasks (frozen :class:`TaskSpec` values) into DAG namespaces, builds a
-DAG's :class:`flowplan.TaskGraph`, plans it, executes the plan with
+:class:`Engine` registers tasks (frozen core :class:`flowplan.TaskSpec` values) into DAG
+namespaces, builds a DAG's :class:`flowplan.TaskGraph`, plans it, executes the plan with
 :func:`flowplan.aexecute`, and keeps every run in a state store (in memory, or SQLite with
-:class:`SqliteStateStore`). ``resume`` plans again from the stored snapshot, so succeeded work
-is never redone — across processes with SQLite.
+:class:`SqliteStateStore`, or a backend written to flowrun's :class:`StateStoreProtocol`).
+``resume`` plans again from the stored snapshot, so succeeded work is never redone — across
+processes with SQLite. flowrun's lower-level classes keep flowrun's contracts: :class:`TaskSpec`
+(a task described by hand or read back from a :class:`TaskRegistry`),
+:class:`InMemoryStateStore` and :class:`StateStoreProtocol` (with flowrun's transition rules).
 
 >>> import asyncio
 >>> import flowplan.engine as flowrun

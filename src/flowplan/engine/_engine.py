@@ -150,7 +150,7 @@ class Engine:
         self.registry: TaskRegistry = registry if registry is not None else TaskRegistry()
         # The one place a flowrun-protocol store is adapted to the store the engine runs with.
         self.state_store: EngineStore = engine_store(
-            state_store if state_store is not None else MemoryRunStore()
+            state_store if state_store is not None else MemoryRunStore(), self._retains
         )
         self.config: SchedulerConfig = config if config is not None else SchedulerConfig()
         self.logger: logging.Logger = logger or _default_logger
@@ -167,6 +167,15 @@ class Engine:
         self._active_runs = 0
         self._dags = DagCatalog(self.registry, check_types=check_types)
         self._dag_deps: dict[str, type] = {}  # DAG name → its declared Deps (engine.dag)
+
+    def _retains(self, dag_name: str, task: str) -> bool:
+        """Whether ``task`` of DAG ``dag_name`` keeps its value (unknown tasks do)."""
+        for dag in (dag_name, None):
+            try:
+                return self.registry.spec(task, dag).retain_result
+            except UnknownTaskError:
+                continue
+        return True
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import attrs
 
@@ -83,12 +83,19 @@ class FlowrunStoreAdapter:
 
     Args:
         store: the user's store (:class:`~flowplan.engine.StateStoreProtocol`).
+        retains: ``retains(dag, task)``: whether the task keeps its value
+            (``retain_result``). A flowrun store cannot tell a released value from a ``None``
+            result, so a run this process did not make reads a ``None`` result of a task that
+            does not keep its value as released (resume then refuses to feed it downstream).
     """
 
     records_starts = True  # mark_running is recorded before a body runs
 
-    def __init__(self, store: StateStoreProtocol) -> None:
+    def __init__(
+        self, store: StateStoreProtocol, retains: Callable[[str, str], bool] | None = None
+    ) -> None:
         self.store = store
+        self.retains = retains
         self._runs: dict[str, _Run] = {}
         self._lock = threading.Lock()
 
@@ -259,6 +266,14 @@ class FlowrunStoreAdapter:
                 known = self._runs.get(parent)
                 parent = known.resumed_from if known is not None else None
         released = run.released if run is not None else set()
+        if run is None and self.retains is not None:
+            released = {
+                name
+                for name, task in record.tasks.items()
+                if task.status == "SUCCESS"
+                and task.result is None
+                and not self.retains(record.dag_name, name)
+            }
         records: dict[str, TaskRecord] = {}
         for name, task in record.tasks.items():
             status = _STATUS.get(task.status, TaskStatus.PENDING)
@@ -291,8 +306,11 @@ class FlowrunStoreAdapter:
         return [i for i in infos if dag_name is None or i.dag_name == dag_name]
 
 
-def engine_store(state_store: object) -> EngineStore:
-    """The store the Engine runs with for what the user passed as ``state_store=``.
+def engine_store(
+    state_store: object, retains: Callable[[str, str], bool] | None = None
+) -> EngineStore:
+    """The store the Engine runs with for what the user passed as ``state_store=``
+    (``retains``: see :class:`FlowrunStoreAdapter`).
 
     Raises:
         InvalidOptionError: ``state_store`` implements neither protocol.
@@ -300,7 +318,7 @@ def engine_store(state_store: object) -> EngineStore:
     if isinstance(state_store, EngineStore):
         return state_store
     if isinstance(state_store, StateStoreProtocol):
-        return FlowrunStoreAdapter(state_store)
+        return FlowrunStoreAdapter(state_store, retains)
     missing = [m for m in _FLOWRUN_METHODS if not callable(getattr(state_store, m, None))]
     raise InvalidOptionError(
         f"state_store must implement flowrun's StateStoreProtocol (or be a flowplan store such "
