@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -425,3 +426,52 @@ def test_recover_never_touches_a_run_resumed_under_its_own_id(tmp_path: Path) ->
     with SqliteStateStore(db, recover=True) as store:  # now it is dead: recovered
         assert store.get_run("first").status == "failed"
         assert store.load("first")["step0"].status is TaskStatus.FAILED
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc for liveness")
+@pytest.mark.parametrize("mode", ["isolated", "executor"])
+def test_a_resume_waits_for_a_live_child_of_a_dead_owner(mode: str, tmp_path: Path) -> None:
+    """The child process of an at-most-once attempt is recorded before the attempt reaches
+    it. Where a child can outlive its killed parent (no death signal), a resume must not start
+    while it lives: it is refused, naming the child; once the child is gone it runs."""
+    effect, pid_file = tmp_path / "effect.txt", tmp_path / "effect.txt.pid"
+    parent = _orphan_phase(mode, tmp_path, "first")
+    deadline = time.monotonic() + 60
+    while not (pid_file.exists() and pid_file.read_text(encoding="utf-8")):
+        assert parent.poll() is None, parent.communicate()
+        assert time.monotonic() < deadline, "the child never started"
+        time.sleep(0.01)
+    child = int(pid_file.read_text(encoding="utf-8"))
+    parent.send_signal(signal.SIGKILL)
+    parent.wait(timeout=30)
+    parent.communicate(timeout=30)
+    db = tmp_path / "state.db"
+    conn = sqlite3.connect(db)
+    try:  # the store knew which process ran the attempt
+        recorded = conn.execute("SELECT lineage_id, task, attempt, pid FROM attempt_processes")
+        assert recorded.fetchall() == [("first", "charge", 1, child)]
+    finally:
+        conn.close()
+    # A child that outlived its parent, as it can where there is no death signal: a real live
+    # process recorded the way the driver records one.
+    survivor = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    try:
+        with SqliteStateStore(db) as store:
+            store.note_attempt_process("first", "charge", 1, survivor.pid)
+        code, out = _finished_orphan(_orphan_phase(mode, tmp_path, "second", "first"))
+        assert code == 3
+        assert f"still runs in process {survivor.pid}" in out
+        assert "task 'charge'" in out
+        assert f"kill {survivor.pid}" in out
+    finally:
+        survivor.kill()
+        survivor.wait(timeout=30)
+    code, out = _finished_orphan(_orphan_phase(mode, tmp_path, "third", "first"))
+    assert (code, out) == (0, "succeeded")  # reconcile: not done, so it ran
+    assert len(effect.read_text(encoding="utf-8").splitlines()) == 1
+
+
+def _finished_orphan(proc: subprocess.Popen[str]) -> tuple[int, str]:
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode in (0, 3), err
+    return proc.returncode, out.strip()

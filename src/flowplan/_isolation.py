@@ -133,7 +133,8 @@ class Isolated:
             if self._pool is None:
                 self._pool = ProcessExecutor(self.workers)
             pool = self._pool
-            future = pool.submit(run_attempt, blob)
+            note = self._run.attempt_note(spec.name, attempt)  # at_most_once: the child's pid
+            future = pool.submit_noted(note, run_attempt, blob)
             self._in_flight.add(future)
         future.add_done_callback(self._landed)
         return pool, future

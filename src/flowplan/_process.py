@@ -126,6 +126,11 @@ def _child(
         conn.send_bytes(reply)
 
 
+Note = Callable[[int], None]
+"""Called with the pid of the child process a call is about to be sent to."""
+_Job = tuple[Future[Any], bytes, Note | None]
+
+
 class ProcessExecutor(Executor):
     """Run submitted calls in child processes; a call can be killed for real.
 
@@ -159,7 +164,7 @@ class ProcessExecutor(Executor):
             self._ctx: Any = multiprocessing.get_context(mp_context or "spawn")
         else:
             self._ctx = mp_context
-        self._jobs: queue.SimpleQueue[tuple[Future[Any], bytes] | None] = queue.SimpleQueue()
+        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._running: dict[Future[Any], BaseProcess] = {}
         self._began: dict[Future[Any], float] = {}
@@ -174,6 +179,16 @@ class ProcessExecutor(Executor):
             RuntimeError: after :meth:`shutdown`.
             Exception: whatever pickling the call raises (nothing is scheduled then).
         """
+        return self.submit_noted(None, fn, *args, **kwargs)
+
+    def submit_noted(
+        self, note: Note | None, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs
+    ) -> Future[T]:
+        """:meth:`submit`, calling ``note(pid)`` just before the call is sent to the child
+        process ``pid`` (the driver records which process runs an ``at_most_once`` attempt).
+
+        If ``note`` raises, the call is not sent: its future ends with that error.
+        """
         data = dumps((fn, args, kwargs))
         future: Future[T] = Future()
         with self._lock:
@@ -186,7 +201,7 @@ class ProcessExecutor(Executor):
                     )
                     thread.start()
                     self._threads.append(thread)
-        self._jobs.put((future, data))
+        self._jobs.put((future, data, note))
         return future
 
     def began(self, future: Future[Any]) -> float | None:
@@ -242,7 +257,7 @@ class ProcessExecutor(Executor):
                 item = self._jobs.get()
                 if item is None:
                     return
-                future, data = item
+                future, data, note = item
                 if not future.set_running_or_notify_cancel():
                     continue
                 if process is None or conn is None or not process.is_alive():
@@ -260,6 +275,14 @@ class ProcessExecutor(Executor):
                     with self._lock:
                         self._running.pop(future, None)
                     continue
+                if note is not None:
+                    try:
+                        note(process.pid or 0)
+                    except BaseException as exc:  # e.g. the store cannot write: never sent
+                        with self._lock:
+                            self._running.pop(future, None)
+                        self._settle(future, False, exc)
+                        continue
                 with self._lock:
                     self._began[future] = time.monotonic()
                 try:

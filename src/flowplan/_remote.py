@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from flowplan._effects import KEYED_EFFECTS, LazyKey, key_inputs, lineage_of, retry_may_overlap
 from flowplan._fanout import origin
-from flowplan._process import dumps  # cloudpickle when installed, else pickle
+from flowplan._process import ProcessExecutor, dumps  # dumps: cloudpickle when installed
 from flowplan._program import Call, Outcome, Raised, Returned, Sleep, TimedOut
 from flowplan._tracecontext import carrier, child_scope
 from flowplan.attempt import NEVER_CANCELLED, AttemptContext, _current
@@ -332,7 +332,7 @@ def drive(run: _Run, executor: Executor) -> None:
                     )
                 else:
                     blob = payload(spec, fn_blob, task.kwargs, run.run_id, attempt)
-                    future = executor.submit(run_attempt, blob)
+                    future = _submit(executor, run.attempt_note(name, attempt), blob)
         except Exception as exc:  # unpicklable inputs, or an executor shut down under us
             return Raised(exc, 0.0)
         task.token += 1
@@ -480,6 +480,14 @@ def _abandon_all(executor: Executor, tasks: dict[str, _Task]) -> None:
 _blocked: dict[tuple[str, str], Future[Any]] = {}
 
 
+def _submit(executor: Executor, note: Callable[[int], None] | None, blob: bytes) -> Future[Any]:
+    """Submit one attempt; on a :class:`ProcessExecutor`, ``note`` (if any) gets the child's
+    pid before the attempt is sent to it (other executors do not say which process runs it)."""
+    if note is not None and isinstance(executor, ProcessExecutor):
+        return executor.submit_noted(note, run_attempt, blob)
+    return executor.submit(run_attempt, blob)
+
+
 async def acall_remote(
     spec: TaskSpec[..., Any],
     kwargs: dict[str, Any],
@@ -488,15 +496,17 @@ async def acall_remote(
     *,
     executor: Executor,
     fn_blob: bytes,
+    note: Callable[[int], None] | None = None,
 ) -> Outcome:
-    """Run one sync attempt on a remote executor from asyncio (``aexecute``)."""
+    """Run one sync attempt on a remote executor from asyncio (``aexecute``); ``note``
+    records the child process of an ``at_most_once`` attempt (see :func:`_submit`)."""
     prior = _blocked.pop((run_id, spec.name), None)
     if prior is not None:  # a non-idempotent retry never overlaps its abandoned attempt
         with contextlib.suppress(BaseException):
             await asyncio.wrap_future(prior)
     try:
         blob = payload(spec, fn_blob, kwargs, run_id, attempt)
-        future = executor.submit(run_attempt, blob)
+        future = _submit(executor, note, blob)
     except Exception as exc:
         return Raised(exc, 0.0)
     start = time.perf_counter()

@@ -187,6 +187,24 @@ class TaskStarter:
             reason = plan.decisions[parent].reason if parent in plan.decisions else None
         return reason or ""
 
+    def attempt_note(self, name: str, attempt: int) -> Callable[[int], None] | None:
+        """For an ``at_most_once`` attempt sent to a child process: what records the child's
+        pid in the store before the attempt reaches it (``None``: nothing to record).
+
+        A resume that takes over a dead owner then refuses to start while that child lives
+        (:meth:`flowplan.store.SqliteStateStore.note_attempt_process`).
+        """
+        store = self.store
+        note = getattr(store, "note_attempt_process", None)
+        if note is None or name not in self.durable_starts:
+            return None
+        lineage = self.plan.lineage_id or self.run_id
+
+        def noted(pid: int) -> None:
+            note(lineage, name, attempt, pid)
+
+        return noted
+
     def durable_start(self, name: str, attempt: int) -> None:
         """Before an ``at_most_once`` attempt's body runs: commit its start to the store.
 

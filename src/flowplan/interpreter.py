@@ -600,6 +600,7 @@ async def aexecute(
                 attempt,
                 executor=executor,
                 fn_blob=blobs[origin(run, name)],
+                note=run.attempt_note(name, attempt),
             )
         return await acall(spec, kwargs, run.run_id, attempt, run_sync)
 

@@ -8,7 +8,8 @@ Usage: ``python orphan_pipeline.py MODE DB EFFECT RUN_ID [PREV_RUN_ID]``
   sleeps ``ORPHAN_DELAY`` seconds (default 4), then appends one line to EFFECT: the effect.
   Its ``reconcile`` reports the effect done when EFFECT has a line, else ``NotDone``.
 * The run is ``RUN_ID`` on a ``SqliteStateStore`` at DB, resuming ``PREV_RUN_ID`` when given.
-  On the end the task's status is printed.
+  On the end the task's status is printed; a ``RunOwnedError`` prints ``owned: MESSAGE`` and
+  exits with 3.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from flowplan import (
     NotDoneType,
     ProcessExecutor,
     Registry,
+    RunOwnedError,
     TaskGraph,
     execute,
     plan,
@@ -60,11 +62,15 @@ def main() -> None:
     with SqliteStateStore(db, busy_timeout_s=30) as store:
         snapshot = None if prev is None else store.load(prev)
         planned = plan(graph, snapshot, run_id=run_id)
-        if mode == "executor":
-            with ProcessExecutor(1) as pool:
-                result = execute(planned, store=store, executor=pool)
-        else:
-            result = execute(planned, store=store)
+        try:
+            if mode == "executor":
+                with ProcessExecutor(1) as pool:
+                    result = execute(planned, store=store, executor=pool)
+            else:
+                result = execute(planned, store=store)
+        except RunOwnedError as exc:
+            print(f"owned: {exc}")
+            sys.exit(3)
     print(result["charge"].status.value)
 
 

@@ -87,6 +87,10 @@ SCHEMA = (
     "CREATE TABLE IF NOT EXISTS run_owners (lineage_id TEXT PRIMARY KEY, run_id TEXT NOT NULL, "
     "owner_id TEXT NOT NULL, owner_pid INTEGER NOT NULL, owner_token TEXT NOT NULL, "
     "owner_host TEXT NOT NULL, since REAL NOT NULL, lease_until REAL NOT NULL)",
+    # The child process each at_most_once attempt was sent to (see ``_owners.py``).
+    "CREATE TABLE IF NOT EXISTS attempt_processes (lineage_id TEXT NOT NULL, task TEXT NOT "
+    "NULL, attempt INTEGER NOT NULL, pid INTEGER NOT NULL, token TEXT, host TEXT NOT NULL, "
+    "started_at REAL NOT NULL, PRIMARY KEY (lineage_id, task))",
 )
 _TASK_COLUMNS = (
     "run_id",

@@ -569,6 +569,25 @@ class SqliteStateStore:
             with contextlib.suppress(sqlite3.Error):
                 _owners.renew(conn, ids, self.owner_lease_s)
 
+    def note_attempt_process(self, lineage: str, task: str, attempt: int, pid: int) -> None:
+        """Commit that ``task``'s ``attempt`` (``effect="at_most_once"``) of ``lineage`` is sent
+        to the child process ``pid`` — before it is sent (called by the driver).
+
+        While that child lives, no later run may take the lineage over from a dead owner
+        (:class:`~flowplan.errors.RunOwnedError` names the child): on platforms where a child
+        can outlive its killed parent, it might still perform the effect.
+
+        Raises:
+            StoreError: the database cannot be written (the attempt is then not sent).
+        """
+        with self._lock:
+            try:
+                _owners.note_process(self._db(), lineage, task, attempt, pid)
+            except (sqlite3.Error, *_DATA_ERRORS) as exc:
+                raise StoreError(
+                    f"cannot record the process of task {task!r} in {self.path!r}: {exc}"
+                ) from exc
+
     def release_run(self, run_id: str) -> None:
         """Give up the ownership of ``run_id``'s lineage held by this store (a no-op if none).
 
