@@ -1,14 +1,23 @@
 """ETL on a real SQLite database, with a failure in the load step and a resume.
 
-Run it with ``python examples/etl_sqlite.py``. It creates a source database in a temporary
-directory, then runs extract → transform → load into a target table, recording the run in a
-flowplan SQLite store. The first load fails (an injected fault); after the "fix", the run is
-resumed from the store: extract and transform are reused, only load runs again.
+Run it with ``python examples/etl_sqlite.py``: it works in a temporary directory (removed
+afterwards), creates a source database of orders, then runs extract → transform → load into a
+warehouse table, recording the run in a flowplan SQLite store. The first load fails (an
+injected fault); after the "fix", the run is resumed from the store: extract and transform are
+reused, only load runs again.
+
+Or through the command line, as a user would::
+
+    flowplan run examples/etl_sqlite.py             # load fails (exit 1)
+    ETL_FIXED=1 flowplan resume last                # load runs again; the rest is reused
+
+There the databases live in ``$ETL_WORKDIR``, else ``.flowplan/etl-example`` (beside the
+command's run store, out of git); importing this module creates nothing.
 """
 
 from __future__ import annotations
 
-import shutil
+import os
 import sqlite3
 import tempfile
 from contextlib import closing
@@ -18,28 +27,38 @@ from flowplan import InlineExecutor, Registry, TaskGraph, execute, plan, task
 from flowplan.store import SqliteStateStore
 
 registry = Registry()
-WORKDIR = Path(tempfile.mkdtemp(prefix="flowplan-etl-"))
-SOURCE = WORKDIR / "source.db"
-TARGET = WORKDIR / "warehouse.db"
 calls = {"extract": 0, "transform": 0, "load": 0}
-FAULT = {"load": True}
+FAULT = {"load": os.environ.get("ETL_FIXED") != "1"}  # the CLI walk-through sets ETL_FIXED=1
 
 
-def make_source() -> None:
-    """A small 'production' database of orders."""
-    with closing(sqlite3.connect(SOURCE)) as db, db:  # closed after the commit
-        db.execute("CREATE TABLE orders (id INTEGER PRIMARY KEY, customer TEXT, cents INTEGER)")
-        db.executemany(
-            "INSERT INTO orders (customer, cents) VALUES (?, ?)",
-            [("ada", 1250), ("bob", 4000), ("ada", 725), ("cy", 99), ("bob", 1)],
+def workdir() -> Path:
+    """Where the databases live: ``$ETL_WORKDIR``, else ``.flowplan/etl-example``."""
+    path = Path(os.environ.get("ETL_WORKDIR") or Path(".flowplan", "etl-example"))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def make_source() -> Path:
+    """A small 'production' database of orders (created once); its path."""
+    source = workdir() / "source.db"
+    with closing(sqlite3.connect(source)) as db, db:  # closed after the commit
+        db.execute(
+            "CREATE TABLE IF NOT EXISTS orders "
+            "(id INTEGER PRIMARY KEY, customer TEXT, cents INTEGER)"
         )
+        if db.execute("SELECT COUNT(*) FROM orders").fetchone()[0] == 0:
+            db.executemany(
+                "INSERT INTO orders (customer, cents) VALUES (?, ?)",
+                [("ada", 1250), ("bob", 4000), ("ada", 725), ("cy", 99), ("bob", 1)],
+            )
+    return source
 
 
 @task(registry=registry)
 def extract() -> list[tuple[str, int]]:
     """Read every order from the source database."""
     calls["extract"] += 1
-    with closing(sqlite3.connect(SOURCE)) as db:
+    with closing(sqlite3.connect(make_source())) as db:
         return [(str(c), int(v)) for c, v in db.execute("SELECT customer, cents FROM orders")]
 
 
@@ -57,7 +76,7 @@ def transform(extract: list[tuple[str, int]]) -> dict[str, float]:
 def load(transform: dict[str, float]) -> int:
     """Write the totals into the warehouse in one transaction; return the row count."""
     calls["load"] += 1
-    with closing(sqlite3.connect(TARGET)) as db, db:  # one transaction, then closed
+    with closing(sqlite3.connect(workdir() / "warehouse.db")) as db, db:  # one transaction
         db.execute("CREATE TABLE IF NOT EXISTS spend (customer TEXT PRIMARY KEY, euros REAL)")
         db.executemany("INSERT OR REPLACE INTO spend VALUES (?, ?)", sorted(transform.items()))
         if FAULT["load"]:
@@ -67,9 +86,9 @@ def load(transform: dict[str, float]) -> int:
 
 def main() -> None:
     """Run, fail in load, fix, resume from the store; print what happened."""
-    make_source()
+    FAULT["load"] = True
     graph = TaskGraph.build([extract, transform, load])
-    with SqliteStateStore(WORKDIR / "runs.db") as store:
+    with SqliteStateStore(workdir() / "runs.db") as store:
         first = execute(plan(graph), store=store, executor=InlineExecutor())
         print(f"first run: load {first['load'].status.value}: {first['load'].error}")
 
@@ -79,14 +98,13 @@ def main() -> None:
         second = execute(resumed_plan, store=store, executor=InlineExecutor())
         print(f"resumed run: load {second['load'].status.value}, rows = {second.value(load)}")
 
-    with closing(sqlite3.connect(TARGET)) as db:
+    with closing(sqlite3.connect(workdir() / "warehouse.db")) as db:
         rows = db.execute("SELECT customer, euros FROM spend ORDER BY customer").fetchall()
     print("warehouse:", ", ".join(f"{c}={e:.2f}" for c, e in rows))
     print(f"calls: extract={calls['extract']} transform={calls['transform']} load={calls['load']}")
 
 
 if __name__ == "__main__":
-    try:
+    with tempfile.TemporaryDirectory(prefix="flowplan-etl-") as tmp:
+        os.environ["ETL_WORKDIR"] = tmp  # this process's databases, removed afterwards
         main()
-    finally:
-        shutil.rmtree(WORKDIR, ignore_errors=True)

@@ -226,7 +226,8 @@ def load_target(text: str, *, dag: str | None = None, workdir: str | None = None
     module, ref = _import(source, workdir or os.getcwd())
     if obj is None:
         obj, value = _default_object(module, source)
-        shown = Path(source).stem if obj == module.__name__ else obj
+        stem = Path(source).stem if _is_file(source) else source.rpartition(".")[2]
+        shown = stem if obj == module.__name__ else obj
     else:
         value = module
         for part in obj.split("."):
