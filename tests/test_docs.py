@@ -130,6 +130,14 @@ def _cli(
     )
 
 
+def _copy_examples(project: Path) -> str:
+    """The examples copied into ``project`` (a user's checkout); their relative directory."""
+    (project / "examples").mkdir(exist_ok=True)
+    for example in (ROOT / "examples").glob("*.py"):
+        (project / "examples" / example.name).write_text(example.read_text(encoding="utf-8"))
+    return "examples"
+
+
 def test_every_example_is_documented_with_its_command_line() -> None:
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     for example in sorted((ROOT / "examples").glob("*.py")):
@@ -142,7 +150,7 @@ def test_the_etl_example_runs_and_resumes_through_the_command_line(tmp_path: Pat
     private_tmp = tmp_path / "tmp"
     private_tmp.mkdir()
     env = {"TMPDIR": str(private_tmp)}
-    example = str(ROOT / "examples" / "etl_sqlite.py")
+    example = _copy_examples(tmp_path) + "/etl_sqlite.py"
     explained = _cli(tmp_path, "explain", example, env=env)
     assert explained.returncode == 0, explained.stderr
     assert not (tmp_path / ".flowplan").exists()  # importing creates nothing
@@ -160,12 +168,13 @@ def test_the_etl_example_runs_and_resumes_through_the_command_line(tmp_path: Pat
 
 
 def test_the_demo_and_tool_call_examples_run_through_the_command_line(tmp_path: Path) -> None:
-    demo = _cli(tmp_path, "run", str(ROOT / "examples" / "demo.py"))
+    examples = _copy_examples(tmp_path)
+    demo = _cli(tmp_path, "run", f"{examples}/demo.py")
     assert demo.returncode == 1, demo.stdout + demo.stderr  # score fails, as documented
     assert "RuntimeError: scoring service returned 500" in demo.stdout
     fixed = _cli(tmp_path, "resume", "last", env={"DEMO_FIXED": "1"})
     assert fixed.returncode == 0, fixed.stdout + fixed.stderr
-    tools = _cli(tmp_path, "run", str(ROOT / "examples" / "tool_calls.py"))
+    tools = _cli(tmp_path, "run", f"{examples}/tool_calls.py")
     assert tools.returncode == 0, tools.stdout + tools.stderr
     assert re.search(r"^answer\s+succeeded", tools.stdout, re.M)
     assert re.search(r"^notify\s+succeeded", tools.stdout, re.M)
@@ -174,8 +183,7 @@ def test_the_demo_and_tool_call_examples_run_through_the_command_line(tmp_path: 
 def test_an_example_run_as_a_module_is_listed_under_its_own_name(tmp_path: Path) -> None:
     """``flowplan run examples.demo`` (a module, from the project directory) is the DAG
     ``demo``, not ``examples``."""
-    (tmp_path / "examples").mkdir()
-    (tmp_path / "examples" / "demo.py").write_text((ROOT / "examples" / "demo.py").read_text())
+    _copy_examples(tmp_path)
     done = _cli(tmp_path, "run", "examples.demo", env={"DEMO_FIXED": "1"})
     assert done.returncode == 0, done.stdout + done.stderr
     runs = _cli(tmp_path, "runs").stdout.splitlines()
