@@ -255,3 +255,48 @@ def test_cli_resume_says_what_changed_and_rerun_changed_runs_it(tmp_path: Path) 
     assert done.returncode == 0, done.stdout + done.stderr
     calls = (tmp_path / "calls.txt").read_text().split()
     assert calls == ["extract", "transform", "load", "load", "transform", "load"]
+
+
+def test_engine_resume_rerun_changed(tmp_path: Path) -> None:
+    """Each engine stands for one process: the second one's ``base`` is the edited code."""
+    import asyncio
+
+    from flowplan.engine import Engine, build_default_engine
+
+    calls: list[str] = []
+
+    hook = RecordingHook()
+
+    def define(factor: int) -> Engine:
+        store = SqliteStateStore(tmp_path / "runs.db")
+        engine = build_default_engine(state_store=store, hooks=[hook])
+
+        @engine.task(name="base", dag="d")
+        def base() -> int:
+            calls.append("base")
+            return factor
+
+        @engine.task(name="top", dag="d", deps=[base])
+        def top(base: int) -> int:
+            calls.append("top")
+            if len(calls) == 2:
+                raise RuntimeError("top fails once")
+            return base
+
+        return engine
+
+    old, new = define(2), define(5)
+    try:
+        first = asyncio.run(old.run_once("d"))
+        del hook.events[:]
+        second = asyncio.run(new.resume(first))  # reused although changed, and said so
+        assert new.get_run_report(second)["tasks"]["top"]["result"] == 2
+        assert calls == ["base", "top", "top"]
+        changed = [e.code_changed for e in hook.events if isinstance(e, TaskReused)]
+        assert changed == ["its code changed"]
+        third = asyncio.run(new.resume(second, rerun_changed=True))
+        assert new.get_run_report(third)["tasks"]["top"]["result"] == 5
+        assert calls == ["base", "top", "top", "base", "top"]
+    finally:
+        old.close()
+        new.close()

@@ -26,6 +26,7 @@ from flowplan import (
     TaskStatus,
     plan,
 )
+from flowplan.engine import Engine
 from flowplan.store import ResultSerializer, Unstructured, restore_values, typed_converter
 
 
@@ -39,6 +40,10 @@ def check(snapshot: Snapshot, graph: TaskGraph, memory: MemoryCache, disk: Sqlit
     assert_type(disk.serializer, ResultSerializer)
     restore_values(graph, snapshot)  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
     stored.type_name = "other"  # type: ignore[misc]  # pyright: ignore[reportAttributeAccessIssue]
+
+
+async def check_engine_resume(engine: Engine) -> None:
+    assert_type(await engine.resume("run", rerun_changed=True), str)
 
 
 def check_code_changed(graph: TaskGraph, snapshot: Snapshot, flow: Flow) -> None:

@@ -281,11 +281,18 @@ class Engine:
         targets: Sequence[str] | None = None,
         rerun: Sequence[str] = (),
         resumed_from: str | None = None,
+        rerun_changed: bool = False,
     ) -> str:
         self._check_open()
         run_id = str(uuid.uuid4())
         planned = plan(
-            graph, snapshot, targets=targets, rerun=rerun, run_id=run_id, cache=self.cache
+            graph,
+            snapshot,
+            targets=targets,
+            rerun=rerun,
+            run_id=run_id,
+            cache=self.cache,
+            rerun_changed=rerun_changed,
         )
         self._check_context(dag_name, planned, context)
         self.state_store.create_run(
@@ -358,11 +365,16 @@ class Engine:
         run_id: str,
         from_tasks: Sequence[TaskRef] | None = None,
         context: RunContext[Any] | None = None,
+        *,
+        rerun_changed: bool = False,
     ) -> str:
         """Run again what did not succeed in ``run_id`` (and ``from_tasks`` with everything
         downstream of them); succeeded tasks are reused, not re-run. Return the new run id.
 
-        A subgraph run resumes as a subgraph (the same targets).
+        A subgraph run resumes as a subgraph (the same targets). A reused task whose code
+        changed since it succeeded is reported (its ``task_reused`` event carries
+        ``code_changed``); ``rerun_changed=True`` runs such tasks, and everything downstream
+        of them, again (see ``plan(rerun_changed=...)``).
 
         Raises:
             UnknownTaskError: no such run, or a name in ``from_tasks`` is not a task of the
@@ -399,6 +411,7 @@ class Engine:
             targets=info.targets,
             rerun=rerun,
             resumed_from=run_id,
+            rerun_changed=rerun_changed,
         )
 
     # -- reporting ------------------------------------------------------------------------
