@@ -710,3 +710,65 @@ def test_the_help_says_a_store_is_trusted_like_code(project: Path) -> None:
     text = " ".join(shown.stdout.split())
     assert "trusted like code" in text
     assert "--trust-path" in text
+
+
+HOLDING = """
+import time
+from pathlib import Path
+
+from flowplan import task
+
+HERE = Path(__file__).parent
+
+
+@task
+def first() -> int:
+    if (HERE / "broken.flag").exists():
+        raise RuntimeError("broken")
+    return 1
+
+
+@task(depends_on=[first])
+def hold(first: int) -> int:
+    (HERE / "holding").touch()
+    while (HERE / "hold.flag").exists():
+        time.sleep(0.05)
+    with open(HERE / "calls.txt", "a") as f:
+        f.write("hold\\n")
+    return first
+"""
+
+
+def test_a_second_resume_of_a_live_run_is_refused_with_its_owner(tmp_path: Path) -> None:
+    """Two terminals resume the same failed run: the second is refused (exit 2) naming the
+    live owner, and the held task runs once."""
+    (tmp_path / "holding.py").write_text(HOLDING)
+    (tmp_path / "broken.flag").touch()
+    assert flowplan(tmp_path, "run", "holding.py").returncode == 1
+    (tmp_path / "broken.flag").unlink()
+    (tmp_path / "hold.flag").touch()
+    env = {k: v for k, v in os.environ.items() if k != "FLOWPLAN_STORE"}
+    first = subprocess.Popen(
+        [sys.executable, "-m", "flowplan", "resume", "last"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not (tmp_path / "holding").exists():
+            assert first.poll() is None, first.communicate()
+            assert time.monotonic() < deadline, "the first resume never started its task"
+            time.sleep(0.02)
+        second = flowplan(tmp_path, "resume", "last")
+        assert second.returncode == 2
+        assert second.stderr.startswith("flowplan: error: run ")
+        assert f"is live in live process {first.pid} on this host" in second.stderr
+        assert f"kill {first.pid}" in second.stderr
+    finally:
+        (tmp_path / "hold.flag").unlink()
+        _, err = first.communicate(timeout=60)
+    assert first.returncode == 0, err
+    assert calls(tmp_path) == ["hold"]
