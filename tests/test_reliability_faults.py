@@ -13,6 +13,7 @@ import textwrap
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -214,7 +215,7 @@ def test_keyboard_interrupt_in_the_main_thread_records_state_and_reraises(
 
 
 @pytest.mark.parametrize("kind", [KeyboardInterrupt, SystemExit])
-@pytest.mark.parametrize("driver", ["sync", "async"])
+@pytest.mark.parametrize("driver", ["sync", "pool", "async"])
 def test_an_interrupt_from_a_task_ends_the_run_at_once_and_interrupts_its_siblings(
     registry: Registry, kind: type[BaseException], driver: str, tmp_path: Path
 ) -> None:
@@ -255,30 +256,39 @@ def test_an_interrupt_from_a_task_ends_the_run_at_once_and_interrupts_its_siblin
         return hanging + waiting + interrupter
 
     graph = TaskGraph.build([quick, hanging, waiting, interrupter, after])
-    with SqliteStateStore(tmp_path / "s.db") as store:
-        began = time.monotonic()
-        with pytest.raises(kind) as caught:
-            within(
-                lambda: _run(
-                    driver, plan(graph, run_id="r1"), store=store, hooks=[recorder], max_workers=4
-                ),
-                INTERRUPT_BOUND,
-            )
-        assert time.monotonic() - began < INTERRUPT_BOUND  # never waited for the siblings
-        stored = store.load("r1")
-        assert store.get_run("r1").status == "failed"
-        partial: Snapshot = caught.value.flowplan_snapshot  # type: ignore[attr-defined]
-        for snap in (partial, stored):
-            assert snap["quick"].status is TaskStatus.SUCCEEDED  # finished before the interrupt
-            for name in ("interrupter", "hanging", "waiting"):  # not succeeded: they run again
-                record = snap[name]
-                assert record.status is TaskStatus.FAILED, name
-                assert record.error is not None
-                assert record.error.kind == "interrupted", name
-            assert snap["after"].status in {TaskStatus.SKIPPED, TaskStatus.CANCELLED}
-        assert isinstance(recorder.events[-1], RunFinished)
-        release.set()
-        resumed = execute(plan(graph, stored, run_id="r2"), store=store)
+    pool = ThreadPoolExecutor(4)  # driver "pool": an executor of the caller's
+    try:
+        with SqliteStateStore(tmp_path / "s.db") as store:
+            began = time.monotonic()
+            with pytest.raises(kind) as caught:
+                within(
+                    lambda: _run(
+                        "sync" if driver == "pool" else driver,
+                        plan(graph, run_id="r1"),
+                        store=store,
+                        hooks=[recorder],
+                        **({"executor": pool} if driver == "pool" else {"max_workers": 4}),
+                    ),
+                    INTERRUPT_BOUND,
+                )
+            assert time.monotonic() - began < INTERRUPT_BOUND  # never waited for the siblings
+            stored = store.load("r1")
+            assert store.get_run("r1").status == "failed"
+            partial: Snapshot = caught.value.flowplan_snapshot  # type: ignore[attr-defined]
+            for snap in (partial, stored):
+                assert snap["quick"].status is TaskStatus.SUCCEEDED  # finished before the interrupt
+                for name in ("interrupter", "hanging", "waiting"):  # not succeeded: they run again
+                    record = snap[name]
+                    assert record.status is TaskStatus.FAILED, name
+                    assert record.error is not None
+                    assert record.error.kind == "interrupted", name
+                assert snap["after"].status in {TaskStatus.SKIPPED, TaskStatus.CANCELLED}
+            assert isinstance(recorder.events[-1], RunFinished)
+            release.set()
+            resumed = execute(plan(graph, stored, run_id="r2"), store=store)
+    finally:
+        release.set()  # abandoned siblings end
+        pool.shutdown(wait=False)
     assert resumed.value(after) == 9
     assert resumed["quick"].attempts == 1  # reused, not re-run
 
