@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -130,3 +132,82 @@ def test_reconcile_waits_for_the_abandoned_attempt_before_asking(
     assert second.value(charge) == "ch_1"
     assert provider == ["ch_1"]
     assert calls == [1]
+
+
+def _careful(marker: str, log: str) -> str:
+    """Runs in a child process: the first call outlives its timeout; each call logs its span."""
+    first = not Path(marker).exists()
+    Path(marker).write_text("started")
+    started = time.time()
+    if first:
+        time.sleep(OUTLIVES_S + 0.5)
+    with Path(log).open("a") as out:
+        out.write(f"{'first' if first else 'again'} {started!r} {time.time()!r}\n")
+    return "first" if first else "again"
+
+
+@pytest.mark.parametrize("driver", ["threads", "asyncio"])
+def test_a_resume_on_a_process_pool_waits_for_the_abandoned_attempt(
+    registry: flowplan.Registry, tmp_path: Path, driver: str
+) -> None:
+    # a stdlib ProcessPoolExecutor cannot stop a running attempt: it is abandoned, running on
+    marker, log = str(tmp_path / "marker"), str(tmp_path / "log")
+
+    @task(timeout_s=0.5)
+    def careful() -> str:
+        return _careful(marker, log)
+
+    graph = TaskGraph.build([careful])
+    with ProcessPoolExecutor(2) as pool:
+
+        def run(planned: flowplan.Plan) -> flowplan.Snapshot:
+            if driver == "asyncio":
+                return asyncio.run(asyncio.wait_for(aexecute(planned, executor=pool), 60))
+            return execute(planned, executor=pool)
+
+        first = run(plan(graph))
+        assert first["careful"].status is TaskStatus.FAILED
+        second = run(plan(graph, first))
+        assert second.value(careful) == "again"
+    lines = Path(log).read_text().splitlines()
+    spans = {kind: (float(a), float(b)) for kind, a, b in (line.split() for line in lines)}
+    assert spans["again"][0] >= spans["first"][1]  # started after the abandoned one ended
+
+
+def _charge(marker: str, provider: str) -> str:
+    """Runs in a child process: the first charge goes through after its attempt timed out."""
+    first = not Path(marker).exists()
+    Path(marker).write_text("started")
+    if first:
+        time.sleep(OUTLIVES_S)
+    with Path(provider).open("a") as out:
+        out.write("charged\n")
+    return "charged"
+
+
+@pytest.mark.parametrize("driver", ["threads", "asyncio"])
+def test_reconcile_on_a_process_pool_waits_for_the_abandoned_attempt(
+    registry: flowplan.Registry, tmp_path: Path, driver: str
+) -> None:
+    marker, provider = str(tmp_path / "marker"), tmp_path / "provider"
+
+    def find_charge() -> str | flowplan.NotDoneType:
+        return "charged" if provider.exists() else flowplan.NotDone
+
+    @task(timeout_s=0.3, effect="at_most_once", reconcile=find_charge)
+    def charge() -> str:
+        return _charge(marker, str(provider))
+
+    graph = TaskGraph.build([charge])
+    with ProcessPoolExecutor(2) as pool:
+
+        def run(planned: flowplan.Plan) -> flowplan.Snapshot:
+            if driver == "asyncio":
+                return asyncio.run(asyncio.wait_for(aexecute(planned, executor=pool), 60))
+            return execute(planned, executor=pool)
+
+        first = run(plan(graph))
+        assert first["charge"].status is TaskStatus.IN_DOUBT
+        second = run(plan(graph, first))  # at once: the charge is still going through
+        assert second.value(charge) == "charged"
+    assert provider.read_text().splitlines() == ["charged"]  # charged once

@@ -21,6 +21,7 @@ import os
 import pickle
 import queue
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Callable, Iterable
@@ -305,6 +306,7 @@ def drive(run: _Run, executor: Executor) -> None:
     seq = itertools.count()
     tasks: dict[str, _Task] = {}
     ready: collections.deque[str] = collections.deque()
+    waiting: dict[str, Future[Any]] = {}  # in-doubt task → the abandoned attempt it waits for
 
     def crashed(name: str, exc: BaseException) -> None:
         tasks.pop(name, None)
@@ -376,9 +378,17 @@ def drive(run: _Run, executor: Executor) -> None:
         if cancelled is not None:
             ready.extend(run.apply(cancelled))
             return
+        prior = blocked(run.run_id, name)
+        if prior is not None and name in run.plan.in_doubt:  # settle once it ended
+            waiting[name] = prior
+            prior.add_done_callback(lambda f: events.put((name, -2, f)))
+            return
         try:
             program, kwargs = run.program(name)
             task = _Task(program, kwargs, run.graph.specs[name])
+            if prior is not None:  # an abandoned attempt of the run this one resumes
+                task.blocker = prior
+                prior.add_done_callback(lambda f: events.put((name, -1, f)))
             tasks[name] = task
             request = next(program)
         except StopIteration:
@@ -404,6 +414,7 @@ def drive(run: _Run, executor: Executor) -> None:
                 forget(executor, future)
             else:
                 task.blocker = future
+                block(run.run_id, name, future)  # a resume of the run waits for it too
                 future.add_done_callback(lambda f: events.put((name, -1, f)))
         step(name, TimedOut((time.perf_counter() - task.started) * 1000))
 
@@ -443,6 +454,10 @@ def drive(run: _Run, executor: Executor) -> None:
                     else:
                         step(name, None)
                 continue
+            if token == -2:  # an abandoned attempt ended: its in-doubt task may be settled
+                if waiting.pop(name, None) is future:
+                    start(name)
+                continue
             task_ = tasks.get(name)
             if task_ is None:
                 continue
@@ -478,6 +493,28 @@ def _abandon_all(executor: Executor, tasks: dict[str, _Task]) -> None:
 
 
 _blocked: dict[tuple[str, str], Future[Any]] = {}
+"""Abandoned attempts that may still run, by (lineage, task): a retry, or a resume of the run
+in this process (a new run id, the same lineage), waits for the attempt before its own."""
+_blocked_lock = threading.Lock()
+
+
+def block(run_id: str, task: str, future: Future[Any]) -> None:
+    """Remember ``task``'s abandoned attempt ``future`` in live run ``run_id``'s lineage."""
+    with _blocked_lock:
+        for key in [key for key, prior in _blocked.items() if prior.done()]:
+            del _blocked[key]
+        if not future.done():
+            _blocked[lineage_of(run_id), task] = future
+
+
+def blocked(run_id: str, task: str) -> Future[Any] | None:
+    """The abandoned attempt of ``task`` in live run ``run_id``'s lineage still running (and
+    forgotten: the caller waits for it), else ``None``."""
+    if not _blocked:
+        return None
+    with _blocked_lock:
+        prior = _blocked.pop((lineage_of(run_id), task), None)
+    return None if prior is None or prior.done() else prior
 
 
 def _submit(executor: Executor, note: Callable[[int], None] | None, blob: bytes) -> Future[Any]:
@@ -500,7 +537,7 @@ async def acall_remote(
 ) -> Outcome:
     """Run one sync attempt on a remote executor from asyncio (``aexecute``); ``note``
     records the child process of an ``at_most_once`` attempt (see :func:`_submit`)."""
-    prior = _blocked.pop((run_id, spec.name), None)
+    prior = blocked(run_id, spec.name)
     if prior is not None:  # a non-idempotent retry never overlaps its abandoned attempt
         with contextlib.suppress(BaseException):
             await asyncio.wrap_future(prior)
@@ -530,6 +567,6 @@ async def acall_remote(
             if retry_may_overlap(spec):
                 forget(executor, future)
             else:
-                _blocked[run_id, spec.name] = future
+                block(run_id, spec.name, future)
         return TimedOut((time.perf_counter() - start) * 1000)
     return outcome_of(future)

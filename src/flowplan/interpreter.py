@@ -37,7 +37,7 @@ from flowplan._program import (
     still_running,
     task_program,
 )
-from flowplan._remote import acall_remote, drive, fn_blobs, is_remote
+from flowplan._remote import acall_remote, blocked, drive, fn_blobs, is_remote
 from flowplan._starting import input_values
 from flowplan._workers import Workers
 from flowplan.attempt import _current
@@ -616,6 +616,9 @@ async def aexecute(
                 prior = still_running(run.graph.specs[name], run.run_id)
                 if prior is not None:
                     await asyncio.to_thread(prior.wait)
+                remote_prior = blocked(run.run_id, name) if remote else None
+                if remote_prior is not None:  # its outcome is not ours: just wait for it
+                    await asyncio.wait({asyncio.wrap_future(remote_prior)})
             program, kwargs = run.program(name)
             spec = run.graph.specs[name]
             request = next(program)
