@@ -503,3 +503,33 @@ def test_engine_run_report_and_resume_give_the_declared_type(tmp_path: Path) -> 
     finally:
         engine.close()
         store.close()
+
+
+def test_a_class_local_to_a_function_is_resolved_through_the_closure(tmp_path: Path) -> None:
+    """This module postpones annotations, so ``-> Local`` is the text "Local" at run time."""
+    journal = tmp_path / "journal.jsonl"
+
+    @dataclasses.dataclass(frozen=True)
+    class Local:
+        x: int
+
+    seen: list[object] = []
+
+    def build(version: int) -> Any:
+        @task
+        def make() -> Local:
+            return Local(3)
+
+        @task(depends_on=[make], version=str(version))  # a new version: it runs again
+        def use(make: Local) -> int:
+            seen.append(make)
+            return make.x
+
+        return use
+
+    first = Flow(build(1), journal_path=journal).run()
+    assert first["make"].state is StepState.SUCCEEDED, first["make"].error
+    second = Flow(build(2), journal_path=journal).run()
+    assert second["make"].cached
+    assert seen == [Local(3), Local(3)]
+    assert type(seen[1]) is Local

@@ -195,6 +195,27 @@ def _plain_annotation(annotation: object) -> bool:
         return False
 
 
+def _resolve_with_closure(fn: object, annotation: str) -> object | None:
+    """A postponed return annotation naming a class local to an enclosing function (under
+    ``from __future__ import annotations``), resolved through the names ``fn`` closes over."""
+    code = getattr(fn, "__code__", None)
+    cells = getattr(fn, "__closure__", None) or ()
+    if code is None:
+        return None
+    local: dict[str, object] = {}
+    for name, cell in zip(code.co_freevars, cells, strict=False):
+        with contextlib.suppress(ValueError):  # an empty cell
+            local[name] = cell.cell_contents
+    holder = types.SimpleNamespace(__annotations__={"return": annotation})
+    try:
+        hints = typing.get_type_hints(
+            holder, globalns=getattr(fn, "__globals__", {}), localns=local, include_extras=True
+        )
+    except Exception:  # still unresolvable: the task is treated as untyped
+        return None
+    return hints.get("return")
+
+
 def declared_type(fn: Callable[..., object]) -> object | None:
     """``fn``'s declared return type when storing it needs cattrs, else ``None`` (cached)."""
     try:
@@ -211,7 +232,10 @@ def declared_type(fn: Callable[..., object]) -> object | None:
     if isinstance(raw, dict) and not _plain_annotation(raw.get("return", None)):
         from flowplan._typecheck import _hints
 
-        found = _strip(_hints(fn).get("return", None))
+        found = _hints(fn).get("return", None)
+        if found is None and isinstance(raw.get("return", None), str):
+            found = _resolve_with_closure(target, raw["return"])
+        found = _strip(found)
         hint = found if found is not None and _needs_cattrs(found) else None
     with contextlib.suppress(TypeError):
         _returns[fn] = hint
