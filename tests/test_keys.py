@@ -11,6 +11,7 @@ import textwrap
 import types
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -163,6 +164,34 @@ def test_closure_cells_count_like_globals() -> None:
     # callables count by their code
     assert key(_closing_over(lambda: 1)) != key(_closing_over(lambda: 2))
     assert key(_closing_over(lambda: 1)) == key(_closing_over(lambda: 1))
+
+
+def test_globals_count_like_closure_cells(tmp_path: Path) -> None:
+    source = """
+    import enum
+
+    class Mode(enum.Enum):
+        FAST = 1
+        SLOW = 2
+
+    MODE = Mode.FAST
+    STATE = {"calls": 0}
+
+    def task(x):
+        STATE["calls"] += 1
+        return x if MODE is Mode.FAST else -x
+    """
+    module: Any = _load(tmp_path, source)
+    before = code_fingerprint(_fn(module))
+    module.STATE["calls"] = 99  # state it mutates: not behaviour
+    assert code_fingerprint(_fn(module)) == before
+    module.STATE = {"another": "dict"}
+    assert code_fingerprint(_fn(module)) == before
+    module.STATE = ["a", "list"]  # another type
+    assert code_fingerprint(_fn(module)) != before
+    module.STATE = {"calls": 0}
+    module.MODE = module.Mode.SLOW  # an enum member counts by value
+    assert code_fingerprint(_fn(module)) != before
 
 
 def test_mutual_recursion_terminates_and_tracks_changes(tmp_path: Path) -> None:

@@ -173,18 +173,11 @@ def _encode_global(name: str, fn: types.FunctionType, ctx: _Ctx) -> bytes | None
     """Encode what ``name`` resolves to in ``fn.__globals__`` (None if unresolved/builtin)."""
     if name not in fn.__globals__:
         return None  # builtins (and not-yet-defined names) count by name only
-    value = fn.__globals__[name]
-    if isinstance(value, types.FunctionType):
-        body = _ref(value, ctx)
-    elif _is_simple(value) or isinstance(value, (type, types.ModuleType)):
-        body = _encode(value, ctx)
-    else:
-        body = _frame(b"x", b"")
-    return _seq(b"g", [_str(name), body])
+    return _seq(b"g", [_str(name), _encode_read(fn.__globals__[name], ctx)])
 
 
-def _encode_cell_value(value: object, ctx: _Ctx) -> bytes:
-    """Encode one closure cell the way a global the function reads is encoded.
+def _encode_read(value: object, ctx: _Ctx) -> bytes:
+    """Encode a value a function reads from outside: a global it names or a closure cell.
 
     Simple immutable values (scalars, tuples and frozensets of them, enum members, classes,
     modules) count by value, callables by their code; anything else — a counter dict, a
@@ -203,7 +196,7 @@ def _encode_cells(fn: types.FunctionType, ctx: _Ctx) -> bytes:
     cells: list[bytes] = []
     for cell in fn.__closure__ or ():
         try:
-            cells.append(_encode_cell_value(cell.cell_contents, ctx))
+            cells.append(_encode_read(cell.cell_contents, ctx))
         except ValueError:  # empty cell
             cells.append(_frame(b"Z", b""))
     return _seq(b"Z", cells)
