@@ -300,3 +300,22 @@ def test_engine_resume_rerun_changed(tmp_path: Path) -> None:
     finally:
         old.close()
         new.close()
+
+
+def test_a_graph_whose_keys_cannot_be_computed_still_runs_and_resumes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store, run_id = _failed_run(tmp_path)  # recorded with keys
+
+    def unkeyable(self: TaskGraph) -> Any:
+        raise RuntimeError("a callable that cannot be fingerprinted")
+
+    monkeypatch.setattr(TaskGraph, "step_keys", unkeyable)
+    calls: list[str] = []
+    planned = plan(_graph(3, calls), store.load(run_id))
+    assert planned.code_changed == {}  # nothing to compare with: reused as before
+    run = execute(planned, store=store)
+    assert calls == ["c"]
+    assert run["c"].status is TaskStatus.SUCCEEDED
+    assert store.load(run.run_id)["c"].step_key is None  # recorded without a key
+    store.close()

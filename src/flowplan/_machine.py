@@ -124,7 +124,8 @@ class _Run(TaskStarter):
         # task's code changed: computed here once per graph, and only for such a store.
         self.step_keys = plan.step_keys
         if not self.step_keys and getattr(store, "keeps_step_keys", False):
-            self.step_keys = graph.step_keys()
+            with contextlib.suppress(Exception):  # an exotic callable: the run goes on unkeyed
+                self.step_keys = graph.step_keys()
         # Thread driver only (set there): a plain task → its only successor when that
         # successor has no other dependency; the worker runs it next itself (no round-trip).
         self.chain_next: dict[str, str] = {}

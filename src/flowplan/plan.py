@@ -531,7 +531,10 @@ def _code_changed(graph: TaskGraph, records: Mapping[str, TaskRecord]) -> dict[s
         ):
             continue
         if current is None:
-            current = graph.step_keys()
+            try:
+                current = graph.step_keys()
+            except Exception:  # an exotic callable cannot be fingerprinted: nothing to compare
+                return {}
         if record.step_key == current[name]:
             continue
         changed[name] = _what_changed(graph, records, name, current, record.step_key)
