@@ -8,6 +8,7 @@ recomputed — any other is settled like a lost outcome (IN_DOUBT: override, ``r
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import sqlite3
 import tracemalloc
@@ -28,6 +29,7 @@ from flowplan import (
     TaskGraph,
     TaskSpec,
     TaskStatus,
+    aexecute,
     execute,
     plan,
     task,
@@ -283,7 +285,8 @@ def _big(**_: bytes) -> bytes:
 
 def _chain_peak(n: int, driver: str) -> int:
     """Peak traced bytes of a threaded run of an ``n``-task chain of released 1 MB values
-    (``driver``: the run's own threads, quiet or with a hook, or a ThreadPoolExecutor)."""
+    (``driver``: the run's own threads, quiet or with a hook, a ThreadPoolExecutor, or
+    ``aexecute``)."""
     specs = [TaskSpec("t0", _big, retain_result=False)]
     specs += [
         TaskSpec(f"t{i}", _big, deps=(Dependency(f"t{i - 1}"),), retain_result=False)
@@ -296,6 +299,8 @@ def _chain_peak(n: int, driver: str) -> int:
         if driver == "pool":
             with ThreadPoolExecutor(4) as pool:
                 snap = execute(planned, executor=pool)
+        elif driver == "asyncio":
+            snap = asyncio.run(asyncio.wait_for(aexecute(planned), timeout=120))
         else:
             hooks = [CallbackHook(lambda _: None)] if driver == "hooks" else []
             snap = execute(planned, hooks=hooks)
@@ -306,7 +311,7 @@ def _chain_peak(n: int, driver: str) -> int:
     return peak
 
 
-@pytest.mark.parametrize("driver", ["quiet", "hooks", "pool"])
+@pytest.mark.parametrize("driver", ["quiet", "hooks", "pool", "asyncio"])
 def test_released_values_keep_thread_runs_flat_in_memory(driver: str) -> None:
     # Each value is released once its consumer succeeded: whatever the chain's length, only a
     # bounded number of them may be alive at once (queued for the scheduler included).
