@@ -253,3 +253,16 @@ def test_the_cli_runs_shows_and_resumes_in_a_directory_whose_name_is_not_utf8(
     listed = flowplan("runs")
     assert listed.returncode == 0, listed.stderr
     assert len(listed.stdout.splitlines()) == 3
+
+
+def test_the_cli_run_book_gives_back_hostile_targets_workdirs_and_deps(tmp_path: Path) -> None:
+    from flowplan._cli_runs import read_deps, read_target, record_deps, record_target
+
+    book = str(tmp_path / "runs.db")
+    SqliteStateStore(book).close()
+    record_target(book, "r1", f"{BAD}/pipeline.py", f"dag-{BAD}")
+    record_deps(book, "r1", f"{BAD}/deps.py:make_deps")
+    target = read_target(book, "r1")
+    assert target is not None
+    assert (target[0], target[2]) == (f"{BAD}/pipeline.py", f"dag-{BAD}")
+    assert read_deps(book, "r1") == f"{BAD}/deps.py:make_deps"

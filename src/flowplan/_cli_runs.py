@@ -128,7 +128,7 @@ def read_deps(path: str, run_id: str) -> str | None:
         ).fetchone()
     finally:
         conn.close()
-    return None if row is None else str(row[0])
+    return None if row is None else _sqltext.text(row[0])  # escaped when not UTF-8
 
 
 def find_run(store: SqliteStateStore, text: str) -> RunInfo:
