@@ -519,7 +519,7 @@ def _fan_in() -> list[TaskSpec[..., Any]]:
 BAD_GRAPHS: dict[str, tuple[Callable[[], list[TaskSpec[..., Any]]], list[str]]] = {
     "cycle": (
         lambda: [_spec("a", lambda b: b, "b"), _spec("b", lambda a: a, "a")],
-        ["cycle", "b -> a -> b", "remove one"],
+        ["cycle", "a -> b -> a", "remove one"],  # from the first task declared
     ),
     "self-loop": (lambda: [_spec("a", lambda a: a, "a")], ["cycle", "a -> a", "remove one"]),
     "duplicate": (
