@@ -688,7 +688,8 @@ def test_fan_out_tasks_are_mapped_specs_whose_elements_run_as_plain_specs(
 
 
 def _isolated_pipeline(tmp_path: Path) -> TaskGraph:
-    """numbers → pid (isolated fan-out, 0.5 s timeout); element 1's first attempt hangs."""
+    """numbers → pid (isolated fan-out, 2 s timeout: a child's start-up fits in it even on a
+    loaded machine); element 1's first attempt hangs."""
 
     @task
     def numbers() -> list[int]:
@@ -698,7 +699,7 @@ def _isolated_pipeline(tmp_path: Path) -> TaskGraph:
         depends_on=[numbers],
         fan_out=numbers,
         isolation="process",
-        timeout_s=0.5,
+        timeout_s=2.0,
         retry=1,
         retry_backoff_base_ms=0,
     )
@@ -707,7 +708,7 @@ def _isolated_pipeline(tmp_path: Path) -> TaskGraph:
         assert attempt is not None
         (tmp_path / f"pid-{numbers}-{attempt.attempt}").write_text(str(os.getpid()))
         if numbers == 1 and attempt.attempt == 1:
-            time.sleep(3)
+            time.sleep(8)
             (tmp_path / "side-effect").write_text("the killed attempt kept running")
         return numbers * 10, os.getpid()
 
