@@ -14,20 +14,22 @@ from __future__ import annotations
 
 import heapq
 import inspect
+import types
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, cast
 
 import attrs
 
 from flowplan._suggest import did_you_mean
 from flowplan.errors import CycleError, DefinitionError, SignatureMismatchError
-from flowplan.spec import TaskSpec, cached_signature
+from flowplan.spec import TaskSpec, cached_signature, is_plain_function
 
 __all__ = [
     "SignatureFacts",
     "check_function",
     "check_gates",
     "describe",
+    "facts_of",
     "find_cycle",
     "injected_if_valid",
     "toposort",
@@ -76,6 +78,34 @@ class SignatureFacts:
                 p.kind is inspect.Parameter.POSITIONAL_ONLY and p.default is empty for p in params
             ),
         )
+
+
+def facts_of(spec: TaskSpec[..., Any]) -> SignatureFacts:
+    """The facts of ``spec``'s signature: read from its function's code object and defaults when
+    it is a plain function (see :func:`~flowplan.spec.is_plain_function`), without building an
+    :class:`inspect.Signature`; else from ``spec.signature``."""
+    fn = spec.fn
+    if not is_plain_function(fn):
+        return SignatureFacts.read(spec.signature)
+    func = cast("types.FunctionType", fn)
+    code = func.__code__
+    argcount = code.co_argcount
+    posonly = code.co_posonlyargcount
+    names = code.co_varnames
+    positional = names[posonly:argcount]
+    kwonly = names[argcount : argcount + code.co_kwonlyargcount]
+    defaults = func.__defaults__
+    first_default = argcount - (len(defaults) if defaults else 0)  # parameters from here have one
+    kwdefaults = func.__kwdefaults__ or {}
+    return SignatureFacts(
+        keyword=frozenset(positional + kwonly),
+        var_keyword=bool(code.co_flags & inspect.CO_VARKEYWORDS),
+        required_keyword=frozenset(
+            [n for i, n in enumerate(positional, posonly) if i < first_default]
+            + [n for n in kwonly if n not in kwdefaults]
+        ),
+        required_positional_only=posonly > 0 and first_default > 0,
+    )
 
 
 def injected_if_valid(

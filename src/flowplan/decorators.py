@@ -71,6 +71,9 @@ _POLICY_FIELDS = {
 }
 
 
+_NO_RETRY = RetryPolicy()
+
+
 def _policy(given: RetryPolicy | None, options: dict[str, Any], task: str | None) -> RetryPolicy:
     """The task's retry policy: ``retry_policy=`` as given, or built from the options."""
     used = {option: value for option, value in options.items() if value is not _UNSET}
@@ -257,16 +260,28 @@ def task(
     >>> process(fetch={"items": [1, 2]})
     3
     """
-    options = {
-        "retry": retry,
-        "retry_backoff_base_ms": retry_backoff_base_ms,
-        "retry_max_backoff_ms": retry_max_backoff_ms,
-        "retry_jitter": retry_jitter,
-        "retry_on": retry_on,
-        "give_up_on": give_up_on,
-        "retry_max_elapsed_s": retry_max_elapsed_s,
-    }
-    policy = _policy(retry_policy, options, name)
+    if (  # the common case, checked without building anything: no retry option given
+        retry_policy is None
+        and retry is _UNSET
+        and retry_backoff_base_ms is _UNSET
+        and retry_max_backoff_ms is _UNSET
+        and retry_jitter is _UNSET
+        and retry_on is _UNSET
+        and give_up_on is _UNSET
+        and retry_max_elapsed_s is _UNSET
+    ):
+        policy = _NO_RETRY
+    else:
+        options = {
+            "retry": retry,
+            "retry_backoff_base_ms": retry_backoff_base_ms,
+            "retry_max_backoff_ms": retry_max_backoff_ms,
+            "retry_jitter": retry_jitter,
+            "retry_on": retry_on,
+            "give_up_on": give_up_on,
+            "retry_max_elapsed_s": retry_max_elapsed_s,
+        }
+        policy = _policy(retry_policy, options, name)
 
     def wrap(func: Callable[P, R]) -> TaskSpec[P, R]:
         if not callable(func):

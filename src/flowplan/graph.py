@@ -13,7 +13,6 @@ of one task's signature and gates, and the ordering with its cycle report, are i
 
 from __future__ import annotations
 
-import inspect
 import math
 from collections.abc import Iterable, Mapping
 from types import MappingProxyType
@@ -30,6 +29,7 @@ from flowplan._validate import (
     check_function,
     check_gates,
     describe,
+    facts_of,
     injected_if_valid,
     toposort,
 )
@@ -130,8 +130,9 @@ class TaskGraph:
         inputs: dict[str, tuple[str, ...]] = {}
         detached: list[str] = []
         # Generated graphs share a few functions among thousands of specs: read each
-        # signature's facts once (keyed by identity, the signature kept alive alongside).
-        facts_of: dict[int, tuple[inspect.Signature, SignatureFacts]] = {}
+        # function's signature facts once (keyed by identity, the function kept alive alongside;
+        # a spec's signature is its function's).
+        read_facts: dict[int, tuple[object, SignatureFacts]] = {}
         plain: list[str] = []
         bare: list[str] = []
         triggered: list[str] = []
@@ -184,10 +185,10 @@ class TaskGraph:
             preds[name] = upstream_names
             for dep_name in upstream_names:
                 succs[dep_name].append(name)
-            signature = spec.signature
-            cached = facts_of.get(id(signature))
+            fn = spec.fn
+            cached = read_facts.get(id(fn))
             if cached is None:
-                cached = facts_of[id(signature)] = (signature, SignatureFacts.read(signature))
+                cached = read_facts[id(fn)] = (fn, facts_of(spec))
             injected = injected_if_valid(spec, cached[1], dep_names)
             inputs[name] = check_function(spec, problems) if injected is None else injected
             check_gates(spec, problems)

@@ -12,6 +12,7 @@ import contextlib
 import inspect
 import itertools
 import math
+import types
 import weakref
 from collections.abc import Callable
 from typing import Any, Generic, Literal, ParamSpec, Protocol, TypeAlias, TypeVar, cast, get_args
@@ -230,6 +231,16 @@ def _function_facts(fn: Callable[..., object], task: str) -> tuple[inspect.Signa
     return facts
 
 
+def is_plain_function(fn: object) -> bool:
+    """Whether ``fn`` is a plain ``def`` (or ``lambda``) that nothing has annotated since: its
+    signature and whether it is async are exactly what its code object and defaults say.
+
+    A function carrying attributes (``__wrapped__`` from :func:`functools.wraps`,
+    ``__signature__``, a coroutine mark) is not plain: :mod:`inspect` reads those.
+    """
+    return type(fn) is types.FunctionType and not fn.__dict__
+
+
 def _signature(fn: Callable[..., object], task: str) -> inspect.Signature:
     try:
         return cached_signature(fn)
@@ -277,7 +288,7 @@ class TaskSpec(Generic[P, R_co]):
             still running) sync attempt starts at once only then; otherwise it waits for the
             abandoned attempt to end, so a task's attempts never overlap.
         is_async: whether ``fn`` is a coroutine function (awaited, never returned).
-        signature: the function's signature, read once.
+        signature: the function's signature (read when first needed for a plain function).
         seq: declaration order, the graph's deterministic tie-break.
 
     >>> spec = TaskSpec(name="double", fn=lambda x: 2 * x)
@@ -306,22 +317,38 @@ class TaskSpec(Generic[P, R_co]):
     isolation: Isolation | None = None
     fan_out: str | None = None
     is_async: bool = attrs.field(init=False, repr=False)
-    signature: inspect.Signature = attrs.field(init=False, repr=False)
+    # The signature once read: a plain function's is read when first needed (its code object
+    # answers the graph's questions), any other callable's at once, so that a callable without
+    # a readable signature is reported where it is declared.
+    _sig: inspect.Signature | None = attrs.field(init=False, repr=False)
     seq: int = attrs.field(factory=_next_seq, repr=False)
 
     @is_async.default
     def _is_async_default(self) -> bool:
         fn: object = self.fn
+        if is_plain_function(fn):
+            return bool(cast("types.FunctionType", fn).__code__.co_flags & inspect.CO_COROUTINE)
         if not callable(fn):  # reported as an InvalidOptionError in __attrs_post_init__
             return False
         return _function_facts(fn, self.name)[1]
 
-    @signature.default
-    def _signature_default(self) -> inspect.Signature:
+    @_sig.default
+    def _signature_default(self) -> inspect.Signature | None:
         fn: object = self.fn
+        if is_plain_function(fn):
+            return None
         if not callable(fn):  # reported as an InvalidOptionError in __attrs_post_init__
             return inspect.Signature()
         return _function_facts(fn, self.name)[0]
+
+    @property
+    def signature(self) -> inspect.Signature:
+        """The function's signature (:func:`inspect.signature`), read once."""
+        sig = self._sig
+        if sig is None:
+            sig = _signature(self.fn, self.name)
+            object.__setattr__(self, "_sig", sig)
+        return sig
 
     def __attrs_post_init__(self) -> None:
         name: object = self.name
