@@ -25,7 +25,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Iterable
-from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from concurrent.futures import Executor, Future
 from typing import TYPE_CHECKING, Any
 
 from flowplan._effects import KEYED_EFFECTS, LazyKey, key_inputs, lineage_of, retry_may_overlap
@@ -47,9 +47,12 @@ __all__ = ["RemoteTraceback", "dumps", "is_remote", "run_attempt"]
 
 def is_remote(executor: object) -> bool:
     """Whether ``executor`` runs work in other processes (it needs picklable payloads)."""
-    return getattr(executor, "executes_remotely", False) is True or isinstance(
-        executor, ProcessPoolExecutor
-    )
+    if getattr(executor, "executes_remotely", False) is True:
+        return True
+    # No ProcessPoolExecutor exists before its module is imported; importing it here would
+    # cost every `import flowplan` multiprocessing.
+    process = sys.modules.get("concurrent.futures.process")
+    return process is not None and isinstance(executor, process.ProcessPoolExecutor)
 
 
 class RemoteTraceback(Exception):  # noqa: N818 - named like concurrent.futures' own

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import sqlite3
 import threading
 import time
 from collections.abc import Mapping
@@ -31,7 +30,6 @@ from flowplan.errors import DefinitionError, InvalidOptionError, StoreError
 from flowplan.keys import CacheKey
 from flowplan.store._bytes_serializer import BytesSerializer, as_result_serializer
 from flowplan.store._serializers import ResultSerializer
-from flowplan.store._sqltext import TextSafeConnection
 
 __all__ = [
     "CachedResult",
@@ -297,6 +295,10 @@ class SqliteCache:
         self._serializer, self._strict = _options("SqliteCache", serializer, strict)
         self.path: Path = Path(path)
         self._lock = threading.Lock()
+        import sqlite3  # on first use: `import flowplan` stays light
+
+        from flowplan.store._sqltext import TextSafeConnection
+
         try:
             self._conn = sqlite3.connect(
                 self.path,

@@ -15,8 +15,6 @@ import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, Protocol, runtime_checkable
 
-import structlog
-
 from flowplan._fanout import split_element
 from flowplan.events import (
     Event,
@@ -321,6 +319,8 @@ class StructlogHook:
     """
 
     def __init__(self, logger: Any = None, *, exclude: Sequence[str] = ()) -> None:
+        import structlog  # on first use: it imports rich when installed
+
         self._explicit: Any = logger
         self._configured: Any = structlog.get_logger("flowplan")
         self._stderr: Any = structlog.wrap_logger(
@@ -338,6 +338,8 @@ class StructlogHook:
         """The logger events go to now."""
         if self._explicit is not None:
             return self._explicit
+        import structlog
+
         return self._configured if structlog.is_configured() else self._stderr
 
     def on_event(self, event: Event) -> None:
@@ -348,6 +350,8 @@ class StructlogHook:
         name, level, fields = render
         logger = self._explicit
         if logger is None:
+            import structlog
+
             logger = self._configured if structlog.is_configured() else self._stderr
         if not isinstance(level, str):
             level = level(event)

@@ -54,7 +54,32 @@ Guarantees and choices:
   through the store refresh its cache at once; other processes' writes show within the TTL.
 """
 
-from flowplan.store._sqlite._rows import RunInfo
-from flowplan.store._sqlite._store import SqliteStateStore
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from flowplan.store._sqlite._rows import RunInfo
+    from flowplan.store._sqlite._store import SqliteStateStore
 
 __all__ = ["RunInfo", "SqliteStateStore"]
+
+
+def __getattr__(name: str) -> object:
+    """``RunInfo`` and ``SqliteStateStore``, imported on first use (:mod:`sqlite3` with them).
+
+    Importing a submodule (``._process``, used by every store's ownership) stays light.
+    """
+    if name == "RunInfo":
+        from flowplan.store._sqlite._rows import RunInfo
+
+        globals()[name] = RunInfo
+        return RunInfo
+    if name == "SqliteStateStore":
+        from flowplan.store._sqlite._store import SqliteStateStore
+
+        globals()[name] = SqliteStateStore
+        return SqliteStateStore
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
