@@ -17,6 +17,10 @@ latency):
   call (*threads*).
 - **e2e**: ``TaskGraph.build`` + ``plan`` + ``execute`` from already-declared specs.
 
+Then :mod:`benchmarks.declaring`: declaring with one distinct function per task, and end to end
+(declare + build + plan + execute on threads) beside the ``graphlib`` + pool floor (fan-out and
+lattice).
+
 *graph build* and *plan()* are timed in both the inline and the threads pipelines, so their
 medians are over twice ``--repeat`` runs. An untimed warm-up pass runs every path first.
 
@@ -617,6 +621,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"({info['implementation']}) · {info['platform']} · {info['cpu_count']} CPUs\n"
     )
     print(render(cases, args.repeat, args.workers))
+    from benchmarks import declaring  # one distinct function per task: declare, and e2e
+
+    declaring_rows = declaring.run(
+        sizes, [s for s in shapes if s in declaring.DEFAULT_SHAPES], args.repeat, args.workers
+    )
+    print()
+    print(declaring.render_declaring(declaring_rows, args.repeat, args.workers))
     extra_rows: list[dict[str, Any]] = []
     if not args.no_extras:
         from benchmarks import extras
@@ -637,6 +648,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         document = to_json(cases, repeat=args.repeat, workers=args.workers)
         document["peers"] = peer_rows
         document["extras"] = extra_rows
+        document["declaring"] = declaring_rows
         args.json.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
         print(f"\nwrote {args.json}")
     return 0

@@ -33,7 +33,7 @@ from collections.abc import Callable, Hashable, Mapping
 from typing import Any
 
 from flowplan.errors import EdgeTypeError, InvalidOptionError, MissingExtraError
-from flowplan.spec import TaskSpec, cached_signature
+from flowplan.spec import TaskSpec, cached_signature, is_plain_function
 
 __all__ = ["edge_type_problems", "resolve_check_types"]
 
@@ -176,6 +176,8 @@ def _function_key(fn: Callable[..., object]) -> Hashable:
 
 def _checkable(fn: Callable[..., object]) -> Mapping[str, object]:
     """The resolved annotations of ``fn``'s parameters that receive values by name."""
+    if is_plain_function(fn) and not fn.__annotations__:
+        return _NO_HINTS  # nothing annotated: nothing to resolve
     hints = _hints(fn)
     if not hints:
         return _NO_HINTS
