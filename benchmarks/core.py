@@ -563,6 +563,11 @@ def _parser() -> argparse.ArgumentParser:
         help="skip the SQLite store / StructlogHook / memory figures (benchmarks.extras)",
     )
     parser.add_argument(
+        "--no-imports",
+        action="store_true",
+        help="skip the import-time table (benchmarks.imports)",
+    )
+    parser.add_argument(
         "--peer-timeout",
         type=float,
         default=60.0,
@@ -635,6 +640,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         extra_rows = extras.measure_extras_isolated(EXTRAS_TASKS, args.repeat)  # fresh heap
         print()
         print(extras.render_extras(extra_rows, EXTRAS_TASKS, args.repeat))
+    import_rows: list[dict[str, Any]] = []
+    if not args.no_imports:
+        from benchmarks import imports
+
+        import_repeat = max(args.repeat, 5)  # one interpreter per sample: noisy
+        import_rows = imports.measure_imports(import_repeat)
+        print()
+        print(imports.render_imports(import_rows, import_repeat))
     peer_rows: list[dict[str, Any]] = []
     if not args.no_peers:
         from benchmarks import peers
@@ -649,6 +662,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         document["peers"] = peer_rows
         document["extras"] = extra_rows
         document["declaring"] = declaring_rows
+        document["imports"] = import_rows
         args.json.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
         print(f"\nwrote {args.json}")
     return 0
