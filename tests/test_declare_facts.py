@@ -217,3 +217,31 @@ def test_the_signature_of_a_plain_function_is_read_once_and_shared() -> None:
 def test_a_non_callable_function_is_still_an_invalid_option() -> None:
     with pytest.raises(InvalidOptionError, match="expected a function"):
         TaskSpec("t", 42)  # type: ignore[arg-type]
+
+
+def test_declaring_and_building_plain_functions_never_call_inspect_signature(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def boom(*args: object, **kwargs: object) -> inspect.Signature:
+        raise AssertionError("inspect.signature was called")
+
+    namespace: dict[str, Any] = {}
+    exec("def a():\n    return 1\ndef b(a, *, c=2):\n    return a + c\n", namespace)
+    monkeypatch.setattr(inspect, "signature", boom)
+    spec_a = TaskSpec("a", namespace["a"])
+    spec_b = TaskSpec("b", namespace["b"], deps=(Dependency("a"),))
+    graph = TaskGraph.build([spec_a, spec_b])
+    assert graph.order == ("a", "b")
+    monkeypatch.undo()
+    assert spec_b.signature == inspect.signature(namespace["b"])  # read when asked
+
+
+def test_a_plain_function_missing_a_dependency_parameter_is_reported_as_before() -> None:
+    def b(a: int, /, c: int) -> int:
+        return a + c
+
+    with pytest.raises(GraphValidationError) as info:
+        TaskGraph.build([TaskSpec("x", lambda: 1), TaskSpec("b", b, deps=(Dependency("x"),))])
+    text = str(info.value)
+    assert "positional-only" in text
+    assert "'c'" in text
