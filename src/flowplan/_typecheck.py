@@ -117,8 +117,12 @@ def edge_type_problems(specs: Mapping[str, TaskSpec[..., Any]]) -> list[EdgeType
     for consumer in specs.values():
         if consumer.upstream_param is not None or not consumer.deps:
             continue  # one dict receives every value: nothing is injected by name
-        if id(consumer.fn) in unchecked_fns and consumer.when is None and consumer.validate is None:
-            continue  # the common case of generated graphs: one shared **kwargs body
+        if consumer.when is None and consumer.validate is None:
+            body = consumer.fn
+            if id(body) in unchecked_fns:
+                continue  # the common case of generated graphs: one shared **kwargs body
+            if is_plain_function(body) and not body.__annotations__:
+                continue  # nothing annotated: nothing to check
         receivers: tuple[tuple[str | None, Callable[..., object] | None], ...] = (
             ((None, consumer.fn),)
             if consumer.when is None and consumer.validate is None

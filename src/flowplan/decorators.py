@@ -32,6 +32,8 @@ R = TypeVar("R")
 
 
 def _dependency(ref: object, task: str) -> Dependency:
+    if type(ref) is str:  # the common case first
+        return Dependency(ref)
     if isinstance(ref, OptionalDependency):
         dep = _dependency(ref.task, task)
         return Dependency(name=dep.name, spec=dep.spec, optional=True)
@@ -297,7 +299,7 @@ def task(
                 option="name",
                 value=func,
             )
-        deps = tuple(_dependency(ref, task_name) for ref in (depends_on or ()))
+        deps = tuple([_dependency(ref, task_name) for ref in depends_on]) if depends_on else ()
         kind = TaskSpec if fan_out is None else MappedTaskSpec  # a fan-out value is a list
         spec: TaskSpec[P, Any] = kind(  # a MappedTaskSpec is typed by the overloads
             name=task_name,
