@@ -104,9 +104,13 @@ class _Run(TaskStarter):
         # finish() (one record per task on the fast path instead of three).
         self.records: dict[str, TaskRecord | _Ok] = dict(plan.reused)
         self.view = _Records(self.records)  # the same, each _Ok tuple read as its record
-        # Quiet: nobody observes events (no hooks, no store), so a plain task's success is
-        # applied as one ``_Done`` item without building its two events.
-        self.quiet = store is None and not self.dispatch
+        # Quiet: nobody observes a task's start and success (no store, no hook wanting them),
+        # so a plain task's success is applied as one ``_Done`` item without building its two
+        # events. Decided once per run; other events still go to the hooks wanting them.
+        dispatch = self.dispatch
+        self.quiet = store is None and not (
+            dispatch and (dispatch.wants(TaskStarted) or dispatch.wants(TaskSucceeded))
+        )
         self.plain = graph.plain_tasks()  # run without the task_program generator
         if plan.in_doubt:  # settled by their program first (a released value's task, too)
             self.plain = self.plain - plan.in_doubt.keys()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import sys
+import typing
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, Protocol, runtime_checkable
 
@@ -40,6 +41,7 @@ __all__ = [
     "HookDispatcher",
     "RecordingHook",
     "StructlogHook",
+    "WantsEvents",
 ]
 
 _log = logging.getLogger("flowplan")
@@ -70,6 +72,24 @@ class AttemptScope(Protocol):
         ...  # pragma: no cover - a protocol
 
 
+@runtime_checkable
+class WantsEvents(Protocol):
+    """A hook that says which events it wants (an optional capability of a hook).
+
+    ``wanted_events()`` is asked once per run, when the run starts: the event types the hook
+    wants (a union such as :data:`~flowplan.events.TaskEvent` stands for its members), or
+    ``None`` for every event. The hook is then given only those, and the interpreter builds
+    an event only when some hook wants it: with no hook (and no store) wanting a task's
+    ``TaskStarted`` or ``TaskSucceeded``, plain tasks run on the same fast path as a run with
+    no hooks. :class:`StructlogHook` wants the events its logger would not filter out. A hook
+    without this method wants every event; one whose method raises, too (reported once).
+    """
+
+    def wanted_events(self) -> Iterable[type[Event]] | None:
+        """The event types this hook wants for the run about to start (``None``: all)."""
+        ...  # pragma: no cover - a protocol
+
+
 class CallbackHook:
     """A hook from a plain function: ``CallbackHook(print)``."""
 
@@ -95,7 +115,7 @@ class RecordingHook:
 class HookDispatcher:
     """Deliver events to hooks; a raising hook is reported once and never breaks the run."""
 
-    __slots__ = ("_failed", "hooks", "scopes")
+    __slots__ = ("_failed", "_routes", "_wants", "hooks", "scopes")
 
     def __init__(self, hooks: Iterable[Hook]) -> None:
         self.hooks: tuple[Hook, ...] = tuple(hooks)
@@ -104,6 +124,49 @@ class HookDispatcher:
             hook for hook in self.hooks if isinstance(hook, AttemptScope)
         )
         """The hooks that wrap each attempt's body (usually none)."""
+        # What each hook wants (None: everything), asked once, now; event type → the hooks
+        # wanting it, filled as types are first seen. None (no lookup) when all want all.
+        self._wants = [(hook, self._wanted(hook)) for hook in self.hooks]
+        self._routes: dict[type, tuple[Hook, ...]] | None = None
+        if any(wanted is not None for _, wanted in self._wants):
+            self._routes = {}
+            self.hooks = tuple(hook for hook, wanted in self._wants if wanted != ())
+
+    def _wanted(self, hook: Hook) -> tuple[type, ...] | None:
+        if not isinstance(hook, WantsEvents):
+            return None
+        try:
+            wanted = hook.wanted_events()
+            if wanted is None:
+                return None
+            kinds = tuple(  # a union (e.g. TaskEvent) stands for its members
+                member for kind in wanted for member in (typing.get_args(kind) or (kind,))
+            )
+            for kind in kinds:
+                if not (isinstance(kind, type) and issubclass(kind, Event)):
+                    raise TypeError(f"wanted_events() must give event types, got {kind!r}")
+        except Exception:
+            _log.exception(
+                "flowplan hook %r raised in wanted_events(); it is given every event of this run",
+                hook,
+            )
+            return None
+        return kinds
+
+    def wants(self, kind: type[Event]) -> bool:
+        """Whether some hook wants events of type ``kind`` (decided when the run started)."""
+        return bool(self._route(kind))
+
+    def _route(self, kind: type) -> tuple[Hook, ...]:
+        routes = self._routes
+        if routes is None:
+            return self.hooks
+        hooks = routes.get(kind)
+        if hooks is None:
+            hooks = routes[kind] = tuple(
+                hook for hook, wanted in self._wants if wanted is None or kind in wanted
+            )
+        return hooks
 
     @contextlib.contextmanager
     def attempt_scope(self, run_id: str, task: str, attempt: int) -> Iterator[None]:
@@ -128,7 +191,7 @@ class HookDispatcher:
         return bool(self.hooks)
 
     def __call__(self, event: Event) -> None:
-        for hook in self.hooks:
+        for hook in self.hooks if self._routes is None else self._route(type(event)):
             try:
                 hook.on_event(event)
             except Exception:
@@ -277,6 +340,37 @@ _RENDER: dict[type, _Render] = {
 }
 
 
+_LEVELS = {"info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
+# The levels an event whose level depends on the event may log at.
+_MAY_LOG_AT: dict[type, tuple[str, ...]] = {
+    RunFinished: ("info", "error"),
+    TaskReused: ("info", "warning"),
+}
+
+
+def _enabled_levels(logger: Any) -> dict[str, bool] | None:
+    """Which of our levels ``logger`` lets through, or ``None`` when it cannot say.
+
+    Only a method its class defines counts (a logger answering any attribute, such as
+    ``structlog.testing.CapturingLogger``, would record the question as a log call); a lazy
+    proxy (``structlog.get_logger()``) is asked through the logger it binds to now.
+    """
+    try:
+        kind = type(logger)
+        if getattr(kind, "is_enabled_for", None) is None and callable(getattr(kind, "bind", None)):
+            logger = logger.bind()
+            kind = type(logger)
+        check = getattr(kind, "is_enabled_for", None)
+        if not callable(check):
+            return None
+        enabled = {name: check(logger, number) for name, number in _LEVELS.items()}
+    except Exception:  # a logger that cannot answer is given every event
+        return None
+    if not all(isinstance(answer, bool) for answer in enabled.values()):
+        return None
+    return enabled
+
+
 class _Stderr:
     """A file that is whatever ``sys.stderr`` is at write time (test capture, redirection)."""
 
@@ -341,6 +435,31 @@ class StructlogHook:
         import structlog
 
         return self._configured if structlog.is_configured() else self._stderr
+
+    def wanted_events(self) -> frozenset[type[Event]] | None:
+        """The events not excluded whose level the logger lets through now (``None``: all).
+
+        Asked once per run, at its start: a logger answering ``is_enabled_for(level)`` (as
+        structlog's filtering loggers do, e.g. ``structlog.make_filtering_bound_logger``)
+        is asked for each level; ``task_started`` and ``task_succeeded`` are info, so under a
+        logger that filters out INFO the run's plain tasks keep the no-hook fast path, and
+        warnings and errors are still logged. A logger without that method gets every event
+        not excluded (a filter it applies itself then drops them one by one).
+        """
+        enabled = _enabled_levels(self.logger)
+        if enabled is None:
+            if not self._exclude:
+                return None
+            return frozenset(kind for kind, render in self._render.items() if render is not None)
+        wanted: set[type[Event]] = set()
+        for kind, render in self._render.items():
+            if render is None:
+                continue
+            level = render[1]
+            levels = (level,) if isinstance(level, str) else _MAY_LOG_AT.get(kind, tuple(_LEVELS))
+            if any(enabled[name] for name in levels):
+                wanted.add(kind)
+        return frozenset(wanted)
 
     def on_event(self, event: Event) -> None:
         """Log ``event``."""

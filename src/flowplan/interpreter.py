@@ -273,7 +273,8 @@ def _run_inline_storeless(run: _Run) -> None:
     perf_counter = time.perf_counter
     current = _current
     step_keys = run.step_keys
-    dispatch = run.dispatch if run.dispatch else None  # hooks, and no store (else _run_inline)
+    # hooks wanting a task's start and success, and no store (else _run_inline)
+    dispatch = None if run.quiet else run.dispatch
     # A quiet run with none of the features _Run._finished handles besides counting (trigger
     # rules, fan-out, caching, released values, detached tasks) applies a plain success here.
     graph = run.graph

@@ -1,19 +1,30 @@
 """Typing tests for the observe namespace: checked by mypy and pyright, never run.
 
 Covered: ``OpenTelemetryHook`` takes optional tracer and meter providers and a pipeline name,
-is a ``Hook`` and an ``AttemptScope``; ``to_html`` returns text; hooks are accepted by
+is a ``Hook`` and an ``AttemptScope``; ``StructlogHook`` and a hook declaring
+``wanted_events`` are ``WantsEvents``; ``to_html`` returns text; hooks are accepted by
 ``execute``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import assert_type
 
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.trace import TracerProvider
 
 from flowplan import Snapshot, TaskGraph, execute, plan
-from flowplan.observe import AttemptScope, Hook, OpenTelemetryHook, to_html
+from flowplan.events import Event, TaskFailed
+from flowplan.observe import (
+    AttemptScope,
+    Hook,
+    OpenTelemetryHook,
+    RecordingHook,
+    StructlogHook,
+    WantsEvents,
+    to_html,
+)
 
 
 def check_otel(graph: TaskGraph, snapshot: Snapshot) -> None:
@@ -26,3 +37,20 @@ def check_otel(graph: TaskGraph, snapshot: Snapshot) -> None:
     OpenTelemetryHook(pipeline_name=3)  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
     assert_type(to_html(graph, snapshot), str)
     assert_type(to_html(None, snapshot, events=(), reused=["a"], title="t"), str)
+
+
+class _Failures:
+    def wanted_events(self) -> frozenset[type[Event]]:
+        return frozenset({TaskFailed})
+
+    def on_event(self, event: Event) -> None:
+        pass
+
+
+def check_wants_events() -> None:
+    wants: WantsEvents = StructlogHook()
+    assert_type(wants.wanted_events(), Iterable[type[Event]] | None)
+    assert_type(StructlogHook().wanted_events(), frozenset[type[Event]] | None)
+    mine: WantsEvents = _Failures()
+    hook: Hook = _Failures()
+    not_wanting: WantsEvents = RecordingHook()  # type: ignore[assignment]  # pyright: ignore[reportAssignmentType]
