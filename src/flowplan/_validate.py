@@ -80,6 +80,11 @@ class SignatureFacts:
         )
 
 
+_NO_NAMES: frozenset[str] = frozenset()
+_NO_PARAMETERS = SignatureFacts(_NO_NAMES, False, _NO_NAMES, False)
+_ONLY_VAR_KEYWORD = SignatureFacts(_NO_NAMES, True, _NO_NAMES, False)
+
+
 def facts_of(spec: TaskSpec[..., Any]) -> SignatureFacts:
     """The facts of ``spec``'s signature: read from its function's code object and defaults when
     it is a plain function (see :func:`~flowplan.spec.is_plain_function`), without building an
@@ -90,20 +95,29 @@ def facts_of(spec: TaskSpec[..., Any]) -> SignatureFacts:
     func = cast("types.FunctionType", fn)
     code = func.__code__
     argcount = code.co_argcount
+    kwonlycount = code.co_kwonlyargcount
+    var_keyword = bool(code.co_flags & inspect.CO_VARKEYWORDS)
+    if not argcount and not kwonlycount:  # `def f()`, `def f(*args, **deps)`
+        return _ONLY_VAR_KEYWORD if var_keyword else _NO_PARAMETERS
     posonly = code.co_posonlyargcount
     names = code.co_varnames
     positional = names[posonly:argcount]
-    kwonly = names[argcount : argcount + code.co_kwonlyargcount]
+    kwonly = names[argcount : argcount + kwonlycount]
     defaults = func.__defaults__
     first_default = argcount - (len(defaults) if defaults else 0)  # parameters from here have one
-    kwdefaults = func.__kwdefaults__ or {}
-    return SignatureFacts(
-        keyword=frozenset(positional + kwonly),
-        var_keyword=bool(code.co_flags & inspect.CO_VARKEYWORDS),
-        required_keyword=frozenset(
+    kwdefaults = func.__kwdefaults__
+    keyword = frozenset(positional + kwonly)
+    if first_default >= argcount and not kwdefaults:  # no defaults at all
+        required = keyword
+    else:
+        required = frozenset(
             [n for i, n in enumerate(positional, posonly) if i < first_default]
-            + [n for n in kwonly if n not in kwdefaults]
-        ),
+            + [n for n in kwonly if not kwdefaults or n not in kwdefaults]
+        )
+    return SignatureFacts(
+        keyword=keyword,
+        var_keyword=var_keyword,
+        required_keyword=required,
         required_positional_only=posonly > 0 and first_default > 0,
     )
 
