@@ -467,6 +467,67 @@ def test_max_parallel_is_respected() -> None:
     engine.close()
 
 
+def test_max_parallel_holds_per_run_when_runs_share_the_pool() -> None:
+    engine = build_default_engine(max_workers=8, max_parallel=2)
+    lock = threading.Lock()
+    state = {"now": 0, "peak": 0}
+
+    def body() -> None:
+        with lock:
+            state["now"] += 1
+            state["peak"] = max(state["peak"], state["now"])
+        time.sleep(0.03)
+        with lock:
+            state["now"] -= 1
+
+    for i in range(6):
+        engine.task(name=f"t{i}", dag="wide")(body)
+
+    async def main() -> list[str]:
+        return list(await asyncio.gather(engine.run_once("wide"), engine.run_once("wide")))
+
+    run_ids = run(main())
+    assert [engine.get_run_report(r)["status"] for r in run_ids] == ["SUCCESS", "SUCCESS"]
+    assert state["peak"] <= 4  # two runs, two tasks each at most
+    engine.close()
+
+
+def test_a_dag_of_sync_tasks_pays_no_event_loop_task_per_task() -> None:
+    engine = build_default_engine(max_parallel=4)
+    for i in range(50):
+        engine.task(name=f"t{i}", dag="sync", deps=[f"t{i - 1}"] if i else [])(lambda **_: 0)
+
+    @engine.task(name="a0", dag="mixed")
+    async def a0() -> int:
+        return 0
+
+    for i in range(1, 50):
+        engine.task(name=f"a{i}", dag="mixed", deps=[f"a{i - 1}"])(lambda **_: 0)
+
+    async def count_tasks(dag: str) -> tuple[str, int]:
+        loop = asyncio.get_running_loop()
+        created = [0]
+
+        def factory(loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> Any:
+            created[0] += 1
+            return asyncio.Task(coro, loop=loop, **kwargs)
+
+        loop.set_task_factory(factory)
+        try:
+            run_id = await engine.run_once(dag)
+        finally:
+            loop.set_task_factory(None)
+        return run_id, created[0]
+
+    sync_run, sync_tasks = run(count_tasks("sync"))
+    assert engine.get_run_report(sync_run)["status"] == "SUCCESS"
+    assert sync_tasks == 0  # the thread driver: no asyncio Task per task
+    mixed_run, mixed_tasks = run(count_tasks("mixed"))  # an async task: the asyncio driver
+    assert engine.get_run_report(mixed_run)["status"] == "SUCCESS"
+    assert mixed_tasks >= 50
+    engine.close()
+
+
 def test_independent_branches_keep_running_after_a_failure(engine: Engine) -> None:
     @engine.task(dag="etl")
     def bad() -> int:

@@ -10,6 +10,8 @@ Choices (flowrun leaves them open):
 
 * A failed task skips its downstream tasks; independent branches keep running (no fail-fast).
 * ``max_parallel`` caps the tasks running at once *per run*; sync tasks run on the executor.
+* A run whose tasks to run are all sync, with no hook of the user's, goes to the core's thread
+  driver in one awaited thread (``_sync_driver.py``), not through the loop task by task.
 * A registry where no task names a ``dag=`` is one implicit DAG (flowrun's legacy mode): any
   DAG name selects it. Once DAGs are named, tasks without ``dag=`` form the DAG ``"default"``
   and unknown names are errors.
@@ -27,6 +29,7 @@ from typing import Any, ParamSpec, TypeVar, Unpack, overload
 import attrs
 
 from flowplan._daemon_threads import DaemonThreads
+from flowplan._remote import is_remote
 from flowplan._typecheck import resolve_check_types
 from flowplan.cache import ResultCache
 from flowplan.errors import FlowplanError, InvalidOptionError, UnknownTaskError
@@ -51,6 +54,7 @@ from ._report import build_report, render_tree
 from ._scope import DagScope, TaskRef
 from ._store import EngineStore, MemoryRunStore
 from ._store_adapter import engine_store
+from ._sync_driver import arun_sync
 
 __all__ = ["Engine", "EngineClosedError", "SchedulerConfig", "build_default_engine"]
 
@@ -271,6 +275,15 @@ class Engine:
                 task=needing[0],
             )
 
+    def _sync_only(self, planned: Plan) -> bool:
+        """Whether the run may go to the thread driver: no ``async def`` task to run, no
+        hook of the user's (hooks are called on the event loop's thread), attempts on local
+        threads."""
+        if self.hooks or is_remote(self.executor):
+            return False
+        specs = planned.graph.specs
+        return not any(specs[name].is_async for name in planned.to_run)
+
     async def _execute(
         self,
         dag_name: str,
@@ -303,6 +316,18 @@ class Engine:
         core_hooks = [adapter, *(h for h in self.hooks if isinstance(h, Hook))]
         self._active_runs += 1
         try:
+            if self._sync_only(planned):
+                await arun_sync(
+                    planned,
+                    executor=self.executor,
+                    limit=self.config.max_parallel,
+                    hooks=core_hooks,
+                    store=self.state_store,
+                    context=context,
+                    retry_budget=self.config.retry_budget,
+                    process_workers=self.process_workers,
+                )
+                return run_id
             await aexecute(
                 planned,
                 executor=self.executor,
