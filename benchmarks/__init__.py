@@ -7,6 +7,8 @@
   memory, in a child process) and :mod:`benchmarks.peers` (dask, pipefunc, Hamilton, …).
 - :mod:`benchmarks.declaring` — declaring with one distinct function per task, and end to end
   (declare + build + plan + execute on threads) beside the ``graphlib`` + pool floor.
+- :mod:`benchmarks.flow_logging` — ``Flow`` in an application whose structlog filters out
+  INFO, beside ``Flow(log=False)`` and the core (build + plan + execute) on the same DAG.
 - :mod:`benchmarks.scale_out` — process and Dask executors, big intermediate values.
 - :mod:`benchmarks.store_memory` — peak memory of one large value written by a run to
   ``SqliteStateStore`` and read back, as a multiple of its size (child processes).

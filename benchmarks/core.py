@@ -19,7 +19,8 @@ latency):
 
 Then :mod:`benchmarks.declaring`: declaring with one distinct function per task, and end to end
 (declare + build + plan + execute on threads) beside the ``graphlib`` + pool floor (fan-out and
-lattice).
+lattice); and :mod:`benchmarks.flow_logging`: ``Flow`` under a logger filtering out INFO beside
+the core on the same DAG (sizes up to 10,000).
 
 *graph build* and *plan()* are timed in both the inline and the threads pipelines, so their
 medians are over twice ``--repeat`` runs. An untimed warm-up pass runs every path first.
@@ -633,6 +634,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     print()
     print(declaring.render_declaring(declaring_rows, args.repeat, args.workers))
+    from benchmarks import flow_logging  # Flow under a logger filtering out INFO vs the core
+
+    flow_rows = flow_logging.run(
+        [n for n in sizes if n <= 10_000],
+        [s for s in shapes if s in flow_logging.DEFAULT_SHAPES],
+        flow_logging.EXECUTORS,
+        args.repeat,
+        args.workers,
+    )
+    print()
+    print(flow_logging.render_flow_logging(flow_rows, args.repeat))
     extra_rows: list[dict[str, Any]] = []
     if not args.no_extras:
         from benchmarks import extras
@@ -662,6 +674,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         document["peers"] = peer_rows
         document["extras"] = extra_rows
         document["declaring"] = declaring_rows
+        document["flow_logging"] = flow_rows
         document["imports"] = import_rows
         args.json.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
         print(f"\nwrote {args.json}")
