@@ -16,6 +16,8 @@ from flowplan import (
     Flow,
     InlineExecutor,
     RecordingHook,
+    StepResult,
+    StepState,
     StructlogHook,
     TaskGraph,
     execute,
@@ -272,3 +274,30 @@ def test_flow_resume_under_a_filtering_logger_matches_an_unfiltered_one() -> Non
         results.append(_outcomes(flow.snapshot))
     assert results[0] == results[1]
     assert results[0]["broken"]["attempts"] == 1  # the failed task ran again, and failed
+
+
+@pytest.mark.parametrize("executor", ["inline", "threads"])
+def test_flow_results_present_every_record_of_a_quiet_run(executor: str) -> None:
+    logger, _ = _filtering(logging.WARNING)
+    specs = _pipeline()
+    flow = Flow(
+        specs[3],
+        specs[5],
+        executor=InlineExecutor() if executor == "inline" else None,
+        fail_fast=False,
+        logger=logger,
+    )
+    results = flow.run()
+    snapshot = flow.snapshot
+    assert snapshot is not None
+    assert list(results) == list(snapshot.records)
+    for name, result in results.items():
+        expected = StepResult.from_record(snapshot.records[name])
+        assert attrs.asdict(result, recurse=False) | {"error": None} == attrs.asdict(
+            expected, recurse=False
+        ) | {"error": None}
+        assert type(result.error) is type(expected.error)
+    assert results["last"].value == 30
+    assert flow.value(specs[5]) == 30
+    assert results["broken"].state is StepState.FAILED
+    assert isinstance(results["broken"].error, ValueError)

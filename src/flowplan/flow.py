@@ -34,7 +34,7 @@ from flowplan.plan import plan
 from flowplan.policies import RetryBudget
 from flowplan.registry import Registry
 from flowplan.report import root_cause_lines
-from flowplan.snapshot import Snapshot, TaskRecord, TaskStatus
+from flowplan.snapshot import Snapshot, TaskRecord, TaskStatus, _Ok, _Records
 from flowplan.spec import MappedTaskSpec, TaskSpec
 from flowplan.store._journal import JournalStore
 from flowplan.store._owner import DEFAULT_LEASE_S, Owner, drop, new_owner, owned_error
@@ -534,7 +534,12 @@ class Flow:
 
     def _refresh(self) -> None:
         """Rebuild the view (latest snapshot + pending overrides) and the results, O(n)."""
-        records = dict(self._snapshot.records) if self._snapshot is not None else {}
+        # A plain success of the run may still be its compact _Ok tuple: it is presented as
+        # a StepResult directly, and its TaskRecord is built only if someone reads it.
+        records: dict[str, TaskRecord | _Ok] = {}
+        if self._snapshot is not None:
+            kept = self._snapshot.records
+            records = dict(kept._raw if type(kept) is _Records else kept)
         graph = self._graph
         for task, value in self._overrides.items():
             name = task if isinstance(task, str) else task.name
@@ -544,10 +549,20 @@ class Flow:
             order = record_order([n for n in graph.order if n in records], records)
         detached = graph.detached if graph is not None else frozenset()
         run_id = self._snapshot.run_id if self._snapshot is not None else ""
-        self._view = Snapshot(run_id, {n: records[n] for n in order})
-        self._results = {
-            n: StepResult.from_record(records[n], detached=n in detached) for n in order
-        }
+        self._view = Snapshot(run_id, _Records({n: records[n] for n in order}))
+        results: dict[str, StepResult] = {}
+        succeeded = StepState.SUCCEEDED
+        for n in order:
+            record = records[n]
+            if type(record) is tuple:  # == StepResult.from_record(ok_record(n, record))
+                value, _, _, duration_ms, step_key = record
+                results[n] = StepResult(
+                    n, succeeded, value, None, duration_ms, 1, step_key, detached=n in detached
+                )
+            else:
+                assert not isinstance(record, tuple)
+                results[n] = StepResult.from_record(record, detached=n in detached)
+        self._results = results
 
     def _override_record(self, graph: TaskGraph | None, name: str, value: object) -> TaskRecord:
         key = graph.step_keys()[name] if self.journal is not None and graph is not None else None
