@@ -255,7 +255,10 @@ class SqliteStateStore:
             if conn.execute("SELECT COUNT(*) FROM flowplan_schema").fetchone()[0] == 0:
                 conn.execute("INSERT INTO flowplan_schema (version) VALUES (?)", (SCHEMA_VERSION,))
             else:  # migrate: an older file got the tables it lacked above (2: owners, 3: values)
-                conn.execute("UPDATE flowplan_schema SET version = ?", (SCHEMA_VERSION,))
+                conn.execute(
+                    "UPDATE flowplan_schema SET version = ? WHERE version < ?",
+                    (SCHEMA_VERSION, SCHEMA_VERSION),
+                )
             conn.execute("COMMIT")
         except sqlite3.DatabaseError as exc:
             conn.close()
