@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import logging
 import pickle
 import threading
 import time
@@ -19,12 +20,14 @@ from flowplan.engine import (
     InMemoryStateStore,
     MemoryRunStore,
     RunContext,
+    RunHook,
     RunInfo,
     SchedulerConfig,
     TaskRegistry,
     build_default_engine,
     task,
 )
+from flowplan.engine._hooks import EngineHook
 from flowplan.errors import (
     CycleError,
     DefinitionError,
@@ -36,6 +39,7 @@ from flowplan.errors import (
     StoreError,
     UnknownTaskError,
 )
+from flowplan.events import TaskFailed, TaskStarted, TaskSucceeded, TaskTimedOut
 from flowplan.hooks import RecordingHook
 from flowplan.snapshot import TaskRecord
 
@@ -647,3 +651,54 @@ def test_runs_are_listed_with_their_metadata(engine: Engine) -> None:
     assert all(isinstance(i, RunInfo) for i in infos)
     assert (infos[0].targets, infos[0].tasks, infos[0].status) == (("a",), ("a",), "succeeded")
     assert infos[1].resumed_from == sub
+
+
+def test_the_hook_adapter_asks_only_for_the_events_its_logger_writes(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    logger = logging.getLogger("flowplan.engine.test_wanted")
+    engine = build_default_engine(logger=logger)
+
+    @engine.task(dag="etl")
+    def good() -> int:
+        return 1
+
+    @engine.task(dag="etl")
+    def bad() -> int:
+        raise ValueError("boom")
+
+    graph = engine.graph("etl")
+    quiet = EngineHook("etl", graph, [], logger)
+    logger.setLevel(logging.WARNING)
+    wanted = quiet.wanted_events()
+    assert wanted is not None
+    assert TaskFailed in wanted
+    assert TaskTimedOut in wanted
+    assert TaskSucceeded not in wanted
+    assert TaskStarted not in wanted
+    logger.setLevel(logging.ERROR)
+    assert quiet.wanted_events() == ()
+    logger.setLevel(logging.INFO)
+    wanted = quiet.wanted_events()
+    assert wanted is not None
+    assert TaskSucceeded in wanted
+    assert TaskStarted not in wanted
+    logger.setLevel(logging.DEBUG)
+    assert quiet.wanted_events() is None  # launch lines need every event
+    logger.setLevel(logging.WARNING)
+    assert EngineHook("etl", graph, [RunHook()], logger).wanted_events() is None  # user hooks
+
+    with caplog.at_level(logging.WARNING, logger=logger.name):  # the lines a WARNING logger shows
+        run_id = run(engine.run_once("etl"))
+    assert engine.get_run_report(run_id)["tasks"]["good"]["status"] == "SUCCESS"
+    messages = [r.getMessage() for r in caplog.records if r.name == logger.name]
+    assert len(messages) == 1
+    assert "'bad' failed" in messages[0]
+    assert "boom" in messages[0]
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger=logger.name):
+        run(engine.run_once("etl"))
+    messages = [r.getMessage() for r in caplog.records if r.name == logger.name]
+    assert any("'good' succeeded" in m for m in messages)
+    assert any(m.startswith("Finished DAG 'etl'") for m in messages)
+    engine.close()

@@ -83,6 +83,20 @@ class EngineHook:
         self.hooks = tuple(hooks)
         self.log = logger
 
+    def wanted_events(self) -> tuple[type[Event], ...] | None:
+        """The events this run's hooks and log lines need (``None``: all): with no user
+        hook, only those the logger would write a line for (asked once, at the run's start)."""
+        log = self.log
+        if self.hooks or log.isEnabledFor(logging.DEBUG):
+            return None
+        wanted: list[type[Event]] = []
+        if log.isEnabledFor(logging.INFO):
+            wanted += [RunStarted, RunFinished, TaskSucceeded, TaskRetrying]
+            wanted += [TaskSkipped, TaskCancelled]
+        if log.isEnabledFor(logging.WARNING):
+            wanted += [TaskFailed, TaskInDoubt, TaskTimedOut]
+        return tuple(wanted)
+
     def on_event(self, event: Event) -> None:
         """Log ``event`` and deliver its flowrun translation to every hook."""
         translated = self._translate(event)
