@@ -702,3 +702,42 @@ def test_the_hook_adapter_asks_only_for_the_events_its_logger_writes(
     assert any("'good' succeeded" in m for m in messages)
     assert any(m.startswith("Finished DAG 'etl'") for m in messages)
     engine.close()
+
+
+def test_a_sync_task_interrupting_the_run_ends_it_recorded() -> None:
+    engine = build_default_engine()
+    release = threading.Event()
+
+    @engine.task(dag="d")
+    def a() -> int:
+        return 1
+
+    @engine.task(dag="d", deps=[a])
+    def b(a: int) -> int:
+        raise KeyboardInterrupt
+
+    @engine.task(dag="d", deps=[b])
+    def c(b: int) -> int:
+        return b
+
+    @engine.task(dag="d")
+    def slow() -> int:
+        release.wait(30)
+        return 1
+
+    try:
+        with pytest.raises(KeyboardInterrupt) as info:
+            run(engine.run_once("d"))
+        assert hasattr(info.value, "flowplan_snapshot")
+        (record,) = engine.state_store.list_runs("d")
+        assert record.status == "failed"
+        snap = engine.state_store.load(record.run_id)
+        assert snap["a"].succeeded
+        for name in ("b", "slow"):  # the interrupted task, and the one abandoned running
+            error = snap[name].error
+            assert error is not None
+            assert error.kind == "interrupted"
+        assert snap["c"].status.value == "skipped"
+    finally:
+        release.set()
+        engine.close()

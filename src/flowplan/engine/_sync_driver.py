@@ -30,7 +30,7 @@ from flowplan._isolation import isolate
 from flowplan._machine import _Done, _Run
 from flowplan.events import TaskEvent, TaskFailed
 from flowplan.hooks import Hook
-from flowplan.interpreter import _apply, _interrupted, _job, _plain_job
+from flowplan.interpreter import _apply, _job, _plain_job
 from flowplan.plan import Plan
 from flowplan.policies import RetryBudget
 from flowplan.snapshot import ErrorInfo, Snapshot
@@ -123,13 +123,30 @@ def _drive(
             assert not isinstance(item, _Stop)
             submit(_apply(run, item))
             if run.fatal is not None:
-                _interrupted(run, events)  # type: ignore[arg-type]  # a _Stop is never lost
+                _interrupted(run, events)
     except BaseException as exc:  # a stop, an interrupt, or a store that cannot write
         run.abort(exc)
     finally:
         if run.isolated is not None:  # kills isolated attempts an interrupted run left running
             run.isolated.close(run.fatal)
     return run.finish()
+
+
+def _interrupted(run: _Run, events: queue.SimpleQueue[TaskEvent | _Done | _Stop]) -> None:
+    """A task interrupted the run: apply what already finished, then raise the interrupt
+    (or a stop that came meanwhile) for the driver to end the run (as ``execute`` does)."""
+    while run.unfinished > 0:
+        try:
+            item = events.get(block=False)
+        except queue.Empty:
+            break
+        if type(item) is _Stop:
+            raise item.exc
+        assert not isinstance(item, _Stop)
+        _apply(run, item)
+    if run.unfinished > 0:
+        assert run.fatal is not None
+        raise run.fatal
 
 
 async def arun_sync(
