@@ -480,7 +480,8 @@ def test_a_cancelled_aexecute_records_the_run_as_interrupted_and_resume_works(
 
 def test_a_cancelled_engine_run_is_recorded_and_resumes(tmp_path: Path) -> None:
     release, started = threading.Event(), threading.Event()
-    engine = build_default_engine(state_store=SqliteStateStore(tmp_path / "runs.db"))
+    store = SqliteStateStore(tmp_path / "runs.db")  # an engine never closes a store passed in
+    engine = build_default_engine(state_store=store)
 
     @engine.task(dag="etl")
     def extract() -> int:
@@ -514,6 +515,7 @@ def test_a_cancelled_engine_run_is_recorded_and_resumes(tmp_path: Path) -> None:
     finally:
         release.set()
         engine.close()
+        store.close()
 
 
 _CTRL_C = """

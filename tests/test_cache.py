@@ -529,8 +529,9 @@ def test_flow_takes_a_cache(tmp_path: Path, registry: object) -> None:
 
     database = tmp_path / "flow-cache.sqlite"
     for _ in range(2):
-        flow = Flow(fetch, cache=SqliteCache(database), max_workers=1)
-        assert flow.run()["fetch"].value == {"a": 1}
+        with SqliteCache(database) as cache:
+            flow = Flow(fetch, cache=cache, max_workers=1)
+            assert flow.run()["fetch"].value == {"a": 1}
     assert calls.names == ["fetch"]
     with pytest.raises(InvalidOptionError, match="cache must implement ResultCache"):
         Flow(fetch, cache="cache.sqlite")  # type: ignore[arg-type]

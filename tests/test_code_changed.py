@@ -161,7 +161,7 @@ def test_task_reused_is_logged_at_warning_when_the_code_changed(tmp_path: Path) 
     store.close()
 
 
-def test_flow_resume_rerun_changed(tmp_path: Path) -> None:
+def test_flow_resume_rerun_changed(tmp_path: Path, request: pytest.FixtureRequest) -> None:
     calls: list[str] = []
     factor = 2
 
@@ -181,7 +181,9 @@ def test_flow_resume_rerun_changed(tmp_path: Path) -> None:
         fn: Any = base.fn
         fn.__closure__[fn.__code__.co_freevars.index("factor")].cell_contents = value
 
-    flow = Flow(top, store=SqliteStateStore(tmp_path / "runs.db"), log=False)
+    store = SqliteStateStore(tmp_path / "runs.db")
+    request.addfinalizer(store.close)
+    flow = Flow(top, store=store, log=False)
     flow.run()
     edit(5)
     assert flow.resume()["top"].value == 2  # reused, though changed

@@ -860,7 +860,8 @@ def test_at_most_once_elements_commit_their_start_to_a_sqlite_file(
     def charge(numbers: int) -> int:
         calls.append(numbers)
         # another connection sees this element's start before its body has done anything
-        record = SqliteStateStore(db).load(first.run_id)[f"charge[{numbers - 1}]"]
+        with SqliteStateStore(db) as peek:
+            record = peek.load(first.run_id)[f"charge[{numbers - 1}]"]
         seen.append((record.status.value, record.attempts))
         if numbers == 2:
             raise KeyboardInterrupt  # the process "dies" while charge[1] runs
@@ -868,8 +869,8 @@ def test_at_most_once_elements_commit_their_start_to_a_sqlite_file(
 
     graph = _graph(numbers, charge)
     first = plan(graph)
-    with pytest.raises(KeyboardInterrupt):
-        execute(first, executor=InlineExecutor(), store=SqliteStateStore(db))
+    with SqliteStateStore(db) as dying, pytest.raises(KeyboardInterrupt):
+        execute(first, executor=InlineExecutor(), store=dying)
     assert seen == [("running", 1), ("running", 1)]
     store = SqliteStateStore(db)
     earlier = store.load(first.run_id)
@@ -879,6 +880,7 @@ def test_at_most_once_elements_commit_their_start_to_a_sqlite_file(
     assert calls == [1, 2, 3]  # charge[1] did not run again, charge[2] ran
     assert snap["charge[1]"].status is TaskStatus.IN_DOUBT
     assert store.load(resumed.run_id)["charge"].status is TaskStatus.IN_DOUBT
+    store.close()
 
 
 def test_idempotent_elements_get_distinct_keys_kept_across_resume(registry: Registry) -> None:

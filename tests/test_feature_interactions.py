@@ -279,7 +279,9 @@ def test_isolated_at_most_once_timeout_is_in_doubt_and_survives_the_store(
     assert first["charge"].status is TaskStatus.IN_DOUBT
     assert first["charge"].attempts == 1  # never retried
     assert first["receipt"].root_cause == "charge"
-    loaded = SqliteStateStore(tmp_path / "runs.sqlite").load("r1")
+    store.close()
+    with SqliteStateStore(tmp_path / "runs.sqlite") as again:
+        loaded = again.load("r1")
     assert loaded.records == first.records
     resumed = plan(graph, loaded)
     assert resumed.action(charge) is Action.IN_DOUBT
@@ -464,8 +466,12 @@ def test_new_statuses_and_fields_survive_a_store_round_trip(
     assert snap["receipt"].status is TaskStatus.SKIPPED
     assert snap["receipt"].root_cause == "charge"
     assert snap.value(cleanup) == "cleaned None"
+    if isinstance(store, SqliteStateStore):
+        store.close()
     again = SqliteStateStore(tmp_path / "runs.sqlite") if kind == "sqlite" else store
     loaded = again.load("r2")
+    if isinstance(again, SqliteStateStore):
+        again.close()
     assert loaded.records == snap.records
     assert plan(graph, loaded).action(charge) is Action.IN_DOUBT
 

@@ -10,6 +10,7 @@ import json
 import pickle
 import sqlite3
 import time
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -77,19 +78,19 @@ def test_a_serializer_with_only_serialize_and_deserialize_plugs_into_sqlite(
     assert isinstance(engine.state_store, flowrun.SqliteStateStore)
     engine.state_store.close()
 
-    with sqlite3.connect(db) as conn:  # the bytes on disk are the user's format
+    with closing(sqlite3.connect(db)) as conn, conn:  # the bytes on disk are the user's format
         payloads = dict(conn.execute("SELECT name, payload FROM tasks WHERE run_id = ?", (run_id,)))
     assert json.loads(base64.b64decode(payloads["total"])) == 6
 
-    reopened = flowrun.build_default_engine(
-        state_store=flowrun.SqliteStateStore(db, serializer=Base64Json())
-    )
+    reopened_store = flowrun.SqliteStateStore(db, serializer=Base64Json())
+    reopened = flowrun.build_default_engine(state_store=reopened_store)
     reopened.task(name="extract", dag="etl")(extract.fn)
     report = reopened.get_run_report(run_id)
     assert report["status"] == "SUCCESS"
     assert report["tasks"]["extract"]["result"] == {"rows": [1, 2, 3]}
     assert report["tasks"]["total"]["result"] == 6
     reopened.close()
+    reopened_store.close()  # an engine never closes a store passed in
 
 
 def test_a_user_serializer_that_cannot_encode_fails_only_its_task(tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ import gc
 import sqlite3
 import tracemalloc
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -160,7 +161,7 @@ def test_the_sqlite_store_keeps_a_released_value_so_nothing_runs_twice(
     with SqliteStateStore(db, commit_every=commit_every) as store:
         first = execute(plan(graph, targets=["email"], run_id="r1"), store=store)
     assert first["charge"].released  # in memory
-    with sqlite3.connect(db) as conn:
+    with closing(sqlite3.connect(db)) as conn, conn:
         row = conn.execute(
             "SELECT status, has_value, payload IS NOT NULL FROM tasks "
             "WHERE run_id = 'r1' AND name = 'charge'"

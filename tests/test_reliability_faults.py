@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -434,7 +435,7 @@ def test_a_pickle_payload_is_never_unpickled_by_the_json_store(
 ) -> None:
     db, graph = _flowplan_db(tmp_path, registry)
     marker = tmp_path / "unpickled"
-    with sqlite3.connect(db) as conn:
+    with closing(sqlite3.connect(db)) as conn, conn:
         payload = pickle.dumps(_Marker(str(marker)))
         conn.execute("UPDATE tasks SET payload = ? WHERE name = 'one'", (payload,))
     with SqliteStateStore(db) as store:
@@ -483,7 +484,7 @@ def test_a_newer_schema_and_garbage_rows_keep_other_results(
     registry: Registry, tmp_path: Path
 ) -> None:
     db, _ = _flowplan_db(tmp_path, registry)
-    with sqlite3.connect(db) as conn:
+    with closing(sqlite3.connect(db)) as conn, conn:
         conn.execute(
             "UPDATE tasks SET retry_delays = 'not json', status = 'bogus' WHERE name='one'"
         )
@@ -491,7 +492,7 @@ def test_a_newer_schema_and_garbage_rows_keep_other_results(
         snap = store.load("r")
     assert snap["one"].status is TaskStatus.FAILED
     assert snap["two"].value == 2
-    with sqlite3.connect(db) as conn:
+    with closing(sqlite3.connect(db)) as conn, conn:
         conn.execute("INSERT INTO flowplan_schema (version) VALUES (999)")
     with pytest.raises(StoreError, match="newer"):
         SqliteStateStore(db)

@@ -160,8 +160,12 @@ def test_journal_round_trip_per_kind(tmp_path: Path, hint: object, value: object
 
 
 @pytest.mark.parametrize("cache_kind", ["memory", "sqlite"])
-def test_result_cache_round_trip(tmp_path: Path, cache_kind: str) -> None:
+def test_result_cache_round_trip(
+    tmp_path: Path, cache_kind: str, request: pytest.FixtureRequest
+) -> None:
     cache = MemoryCache() if cache_kind == "memory" else SqliteCache(tmp_path / "cache.db")
+    if isinstance(cache, SqliteCache):
+        request.addfinalizer(cache.close)
     calls: list[str] = []
     seen: list[object] = []
 
@@ -181,8 +185,11 @@ def test_result_cache_round_trip(tmp_path: Path, cache_kind: str) -> None:
     assert type(seen[1][0]) is Segment  # type: ignore[index]
 
 
-def test_a_typed_input_is_fingerprinted_for_a_cached_consumer(tmp_path: Path) -> None:
+def test_a_typed_input_is_fingerprinted_for_a_cached_consumer(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
     cache = SqliteCache(tmp_path / "cache.db")
+    request.addfinalizer(cache.close)
     calls: list[str] = []
 
     def build(x: int) -> Any:
@@ -238,7 +245,7 @@ def test_an_untyped_dataclass_fails_only_its_task_and_says_to_declare_the_type(
 
 @pytest.mark.parametrize("store_kind", ["journal", "sqlite"])
 def test_a_type_cattrs_cannot_structure_fails_only_its_task(
-    tmp_path: Path, store_kind: str
+    tmp_path: Path, store_kind: str, request: pytest.FixtureRequest
 ) -> None:
     @task
     def bad() -> Holder:
@@ -251,7 +258,9 @@ def test_a_type_cattrs_cannot_structure_fails_only_its_task(
     if store_kind == "journal":
         flow = Flow(bad, sibling, journal_path=tmp_path / "j.jsonl", fail_fast=False)
     else:
-        flow = Flow(bad, sibling, store=SqliteStateStore(tmp_path / "r.db"), fail_fast=False)
+        store = SqliteStateStore(tmp_path / "r.db")
+        request.addfinalizer(store.close)
+        flow = Flow(bad, sibling, store=store, fail_fast=False)
     results = flow.run()
     assert results["sibling"].state is StepState.SUCCEEDED
     assert results["bad"].state is StepState.FAILED
