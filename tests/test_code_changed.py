@@ -300,8 +300,10 @@ def test_engine_resume_rerun_changed(tmp_path: Path) -> None:
         assert new.get_run_report(third)["tasks"]["top"]["result"] == 5
         assert calls == ["base", "top", "top", "base", "top"]
     finally:
-        old.close()
-        new.close()
+        for engine in (old, new):
+            engine.close()
+            assert isinstance(engine.state_store, SqliteStateStore)
+            engine.state_store.close()  # an engine never closes a store passed in
 
 
 def test_a_graph_whose_keys_cannot_be_computed_still_runs_and_resumes(
