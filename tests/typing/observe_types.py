@@ -47,9 +47,13 @@ class _Failures:
         pass
 
 
+def check_the_protocol(wants: WantsEvents) -> None:  # a parameter: pyright does not narrow it
+    assert_type(wants.wanted_events(), Iterable[type[Event]] | None)
+
+
 def check_wants_events() -> None:
     wants: WantsEvents = StructlogHook()
-    assert_type(wants.wanted_events(), Iterable[type[Event]] | None)
+    check_the_protocol(wants)
     assert_type(StructlogHook().wanted_events(), frozenset[type[Event]] | None)
     mine: WantsEvents = _Failures()
     hook: Hook = _Failures()
