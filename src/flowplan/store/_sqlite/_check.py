@@ -14,6 +14,8 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Mapping
 
+from flowplan.store._sqlite._rows import TASK_COLUMNS
+
 __all__ = ["PRIMARY_KEYS", "REQUIRED_COLUMNS", "schema_problem", "schema_version_problem"]
 
 REQUIRED_COLUMNS: Mapping[str, tuple[str, ...]] = {
@@ -32,32 +34,7 @@ REQUIRED_COLUMNS: Mapping[str, tuple[str, ...]] = {
         "owner_token",
         "owner_host",
     ),
-    "tasks": (
-        "run_id",
-        "name",
-        "status",
-        "attempts",
-        "payload",
-        "has_value",
-        "released",
-        "error_type",
-        "error_message",
-        "error_traceback",
-        "error_kind",
-        "started_at",
-        "finished_at",
-        "duration_ms",
-        "reason",
-        "root_cause",
-        "cached",
-        "step_key",
-        "retry_delays",
-        "overridden",
-        "owner_pid",
-        "owner_token",
-        "owner_host",
-        "updated_at",
-    ),
+    "tasks": TASK_COLUMNS,
 }
 """Table → the columns it must have (in any order, among others)."""
 

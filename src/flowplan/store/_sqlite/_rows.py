@@ -32,6 +32,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "SELECT_TASKS",
     "START_TASK",
+    "TASK_COLUMNS",
     "UPSERT_TASK",
     "DamagedRowError",
     "LargePayload",
@@ -92,7 +93,7 @@ SCHEMA = (
     "NULL, attempt INTEGER NOT NULL, pid INTEGER NOT NULL, token TEXT, host TEXT NOT NULL, "
     "started_at REAL NOT NULL, PRIMARY KEY (lineage_id, task))",
 )
-_TASK_COLUMNS = (
+TASK_COLUMNS = (  # the tasks table, in its order (also checked on open: _check.py)
     "run_id",
     "name",
     "status",
@@ -120,18 +121,18 @@ _TASK_COLUMNS = (
 )
 Row = tuple[Any, ...]
 """A ``tasks`` row: one value per column, in the order of the table's columns."""
-_INSERT = f"INTO tasks ({', '.join(_TASK_COLUMNS)}) VALUES ({', '.join('?' * len(_TASK_COLUMNS))})"
+_INSERT = f"INTO tasks ({', '.join(TASK_COLUMNS)}) VALUES ({', '.join('?' * len(TASK_COLUMNS))})"
 UPSERT_TASK = (
     f"INSERT {_INSERT} ON CONFLICT (run_id, name) DO UPDATE "
-    f"SET {', '.join(f'{c} = excluded.{c}' for c in _TASK_COLUMNS[2:])}"
+    f"SET {', '.join(f'{c} = excluded.{c}' for c in TASK_COLUMNS[2:])}"
 )
 INSERT_TASK_IF_MISSING = f"INSERT OR IGNORE {_INSERT}"
-PAYLOAD = _TASK_COLUMNS.index("payload")
+PAYLOAD = TASK_COLUMNS.index("payload")
 """The position of ``payload`` in a :data:`Row`."""
 LARGE_PAYLOAD = 1 << 20
 """Payloads over this many bytes are streamed into and out of their row (SQLite blob I/O)."""
 SELECT_TASKS = (
-    f"SELECT {', '.join(c for c in _TASK_COLUMNS if c != 'payload')}, CASE WHEN "
+    f"SELECT {', '.join(c for c in TASK_COLUMNS if c != 'payload')}, CASE WHEN "
     f"length(payload) > {LARGE_PAYLOAD} THEN NULL ELSE payload END AS payload, "
     "length(payload) AS payload_size, rowid AS row_id, CASE WHEN payload IS NULL AND "
     "has_value != 0 THEN (SELECT v.rowid FROM task_values v WHERE v.run_id = tasks.run_id "
@@ -332,7 +333,7 @@ def encode_record(
     if payload is not None and len(payload) > LARGE_PAYLOAD:
         stored = LargePayload(payload)  # streamed into the row by the store
     error = record.error
-    return (  # in the order of _TASK_COLUMNS
+    return (  # in the order of TASK_COLUMNS
         run_id,
         record.name,
         record.status.value,
@@ -494,6 +495,6 @@ def pending_row(run_id: str, name: str, owner: tuple[int, str, str], now: float)
     return (run_id, name, *_PENDING_MIDDLE, *owner, now)
 
 
-# status … overridden of a PENDING record, in the order of _TASK_COLUMNS
+# status … overridden of a PENDING record, in the order of TASK_COLUMNS
 _PENDING_MIDDLE: Row = ("pending", 0, None, 0, 0, None, None, None, None, None, None, 0.0)
 _PENDING_MIDDLE += (None, None, 0, None, "[]", 0)
