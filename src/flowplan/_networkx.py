@@ -100,7 +100,9 @@ def graph_to_networkx(graph: TaskGraph) -> nx.DiGraph[str]:
     )
     edges: list[tuple[str, str, dict[str, Any]]] = []
     for name, spec in specs.items():
-        received = inputs[name]
+        received: tuple[str, ...] | frozenset[str] = inputs[name]
+        if len(received) > 8:  # a wide fan-in: a set, or the edges of its node cost O(n²)
+            received = frozenset(received)
         renames: Mapping[str, str] = getattr(spec.fn, "__flowplan_renames__", _NO_RENAMES)
         for dep in spec.deps:
             upstream = dep.name
