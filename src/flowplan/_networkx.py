@@ -14,6 +14,7 @@ Out: a new, ordinary ``DiGraph`` the caller owns, with the same keys, so that
 from __future__ import annotations
 
 import inspect
+import operator
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
@@ -80,8 +81,20 @@ _EXPORTED = frozenset(
         "cached",
     }
 )
+_OPTION_SET = frozenset(NODE_OPTIONS)
+_NODE_KEYS = ("task", *NODE_OPTIONS)
+_read_options = operator.attrgetter(*NODE_OPTIONS)
 _UNSET = object()
 _NO_RENAMES: Mapping[str, str] = MappingProxyType({})
+_RENAMES = "__flowplan_renames__"  # set on the wrapper of a function taking renamed edges
+
+
+def _renames_of(fn: object) -> Mapping[str, str]:
+    """Upstream task → parameter of a wrapped function (see :func:`_renamed`), else empty."""
+    attributes = getattr(fn, "__dict__", None)  # no failed getattr per node: it is costly
+    return attributes.get(_RENAMES, _NO_RENAMES) if attributes else _NO_RENAMES
+
+
 _TYPO_CUTOFF = 0.65  # how close an unknown key must be to an option to be reported as a typo
 
 
@@ -94,8 +107,9 @@ def graph_to_networkx(graph: TaskGraph) -> nx.DiGraph[str]:
     specs = graph.specs
     inputs = graph.inputs
     out: nx.DiGraph[str] = nx.DiGraph()
+    read = _read_options  # one C call per spec for every option
     out.add_nodes_from(
-        (name, {"task": spec, **{option: getattr(spec, option) for option in NODE_OPTIONS}})
+        (name, dict(zip(_NODE_KEYS, (spec, *read(spec)), strict=True)))
         for name, spec in specs.items()
     )
     edges: list[tuple[str, str, dict[str, Any]]] = []
@@ -103,7 +117,7 @@ def graph_to_networkx(graph: TaskGraph) -> nx.DiGraph[str]:
         received: tuple[str, ...] | frozenset[str] = inputs[name]
         if len(received) > 8:  # a wide fan-in: a set, or the edges of its node cost O(n²)
             received = frozenset(received)
-        renames: Mapping[str, str] = getattr(spec.fn, "__flowplan_renames__", _NO_RENAMES)
+        renames = _renames_of(spec.fn)
         for dep in spec.deps:
             upstream = dep.name
             param = renames.get(upstream, upstream) if upstream in received else None
@@ -240,7 +254,7 @@ def _node_spec(
         return None
     options: dict[str, Any] = {}
     for key, value in data.items():
-        if key in NODE_OPTIONS:
+        if key in _OPTION_SET:
             options[key] = value
         elif key not in _EXPORTED and isinstance(key, str):
             close = suggest(key, NODE_OPTIONS)
@@ -298,7 +312,7 @@ def _spec(
             task=node,
         )
     deps, renames = _dependencies(node, incoming, spec, options.get("fan_out", spec.fan_out))
-    if renames != dict(getattr(fn, "__flowplan_renames__", {})):
+    if renames != _renames_of(fn):
         fn = _renamed(fn, renames)
     fan_out = options.pop("fan_out", spec.fan_out)
     changes = {}
@@ -341,7 +355,7 @@ def _dependencies(
     """``node``'s dependencies from its incoming edges, and the renames (task → parameter) of
     the edges whose ``param=`` differs from the upstream task's name."""
     if _same_edges(spec, incoming):  # e.g. a graph exported by to_networkx: nothing to read
-        return spec.deps, dict(getattr(spec.fn, "__flowplan_renames__", {}))
+        return spec.deps, dict(_renames_of(spec.fn))
     inner: Callable[..., Any] = getattr(spec.fn, "__flowplan_inner__", spec.fn)
     params = spec.signature.parameters if inner is spec.fn else inspect.signature(inner).parameters
     var_keyword = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
@@ -386,7 +400,7 @@ def _same_edges(spec: TaskSpec[..., Any], incoming: list[_Edge] | tuple[()]) -> 
     deps = spec.deps
     if len(deps) != len(incoming):
         return False
-    renames: Mapping[str, str] = getattr(spec.fn, "__flowplan_renames__", _NO_RENAMES)
+    renames = _renames_of(spec.fn)
     for dep, (upstream, data) in zip(deps, incoming, strict=True):
         if dep.name != upstream or bool(data.get("optional", False)) != dep.optional:
             return False

@@ -381,7 +381,8 @@ class TaskGraph:
         """
         from flowplan._networkx import graph_to_networkx
 
-        return graph_to_networkx(self)
+        with gc_paused:  # builds only data, no cycles (see flowplan._gc)
+            return graph_to_networkx(self)
 
     @property
     def digraph(self) -> nx.DiGraph[str]:
