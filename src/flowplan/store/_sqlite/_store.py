@@ -375,10 +375,13 @@ class SqliteStateStore:
             )
         return self._conn
 
-    def _write(self, sql: str, params: Any, *, run_id: str) -> None:
+    @contextlib.contextmanager
+    def _writing(self, run_id: str) -> Iterator[None]:
+        """Under the lock: a database error in the block is a :class:`StoreError` naming the
+        run and the file; afterwards the run's cached snapshot is dropped."""
         with self._lock:
             try:
-                self._db().execute(sql, params)
+                yield
             except (sqlite3.Error, *_DATA_ERRORS) as exc:
                 raise StoreError(
                     f"cannot write run {run_id!r} to {self.path!r}: {exc}",
@@ -387,20 +390,14 @@ class SqliteStateStore:
                 ) from exc
             self._cache.pop(run_id, None)
 
+    def _write(self, sql: str, params: Any, *, run_id: str) -> None:
+        with self._writing(run_id):
+            self._db().execute(sql, params)
+
     def _write_large(self, row: Row, *, run_id: str) -> None:
         """Commit a task row whose payload is streamed into it (one transaction)."""
-        with self._lock:
-            conn = self._db()
-            try:
-                with _transaction(conn):
-                    _upsert(conn, (row,))
-            except (sqlite3.Error, *_DATA_ERRORS) as exc:
-                raise StoreError(
-                    f"cannot write run {run_id!r} to {self.path!r}: {exc}",
-                    path=self.path,
-                    run_id=run_id,
-                ) from exc
-            self._cache.pop(run_id, None)
+        with self._writing(run_id), _transaction(self._db()):
+            _upsert(self._db(), (row,))
 
     def _row(self, key: tuple[str, str], item: Row | _Unencoded) -> Row:
         if isinstance(item, _Unencoded):
@@ -645,23 +642,15 @@ class SqliteStateStore:
         """Commit a RUNNING ``record``: an update of its task's row (written at run creation),
         else (a task without a row: not in the run's plan) the whole row."""
         owner, now = own_identity(), time.time()
-        with self._lock:
-            try:
-                updated = self._db().execute(START_TASK, start_params(run_id, record, owner, now))
-                if updated.rowcount == 0:
-                    record = self._types.prepare(run_id, record, self.serializer)
-                    row = encode_record(run_id, record, self.serializer, owner, now)
-                    if type(row[PAYLOAD]) is LargePayload:
-                        self._write_large(row, run_id=run_id)
-                    else:
-                        self._db().execute(UPSERT_TASK, row)
-            except (sqlite3.Error, *_DATA_ERRORS) as exc:
-                raise StoreError(
-                    f"cannot write run {run_id!r} to {self.path!r}: {exc}",
-                    path=self.path,
-                    run_id=run_id,
-                ) from exc
-            self._cache.pop(run_id, None)
+        with self._writing(run_id):
+            updated = self._db().execute(START_TASK, start_params(run_id, record, owner, now))
+            if updated.rowcount == 0:
+                record = self._types.prepare(run_id, record, self.serializer)
+                row = encode_record(run_id, record, self.serializer, owner, now)
+                if type(row[PAYLOAD]) is LargePayload:
+                    self._write_large(row, run_id=run_id)
+                else:
+                    self._db().execute(UPSERT_TASK, row)
 
     def finish_run(self, snapshot: Snapshot, status: str) -> None:
         """Mark the run finished with ``status`` (``"succeeded"`` or ``"failed"``), committing
