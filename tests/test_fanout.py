@@ -1005,7 +1005,8 @@ def test_a_journal_lets_a_new_process_reuse_succeeded_elements(tmp_path: Path) -
     fresh, upper = _journal_flow(calls, set(), journal)
     results = fresh.run()
     assert fresh.value(upper) == ["A", "B", "C"]
-    assert calls == ["a", "b", "c", "b"]  # only the failed element ran again
+    assert sorted(calls[:3]) == ["a", "b", "c"]  # the first run (elements in any order)
+    assert calls[3:] == ["b"]  # only the failed element ran again
     assert results["upper[0]"].cached
     # a journal written before (same lines, by hand) is read the same way; another fan-out
     # index or another parent key is not reused
