@@ -142,6 +142,9 @@ class OpenTelemetryHook:
     ) -> None:
         trace = _import_otel()
         from opentelemetry import metrics
+        from opentelemetry.trace import Status, StatusCode
+
+        self._status, self._code = Status, StatusCode  # read per event: imported once
 
         self._trace = trace
         self._tracer = trace.get_tracer(_SCOPE, tracer_provider=tracer_provider)
@@ -228,7 +231,7 @@ class OpenTelemetryHook:
             self._handle(event)
 
     def _handle(self, event: Event) -> None:
-        from opentelemetry.trace import Status, StatusCode
+        Status, StatusCode = self._status, self._code  # noqa: N806 - the classes' own names
 
         if isinstance(event, RunStarted):
             self._run(event.run_id, event.time, event.resumed_from)
@@ -331,7 +334,7 @@ class OpenTelemetryHook:
             )
 
     def _error(self, span: Span, error: ErrorInfo) -> None:
-        from opentelemetry.trace import Status, StatusCode
+        Status, StatusCode = self._status, self._code  # noqa: N806 - the classes' own names
 
         span.set_attribute(ERROR_TYPE, _error_type(error))
         span.set_attribute(TASK_RUN_RESULT, "timeout" if error.kind == "timeout" else "failure")
